@@ -1,0 +1,319 @@
+"""Every setting synmon has, read from ``SYNMON_*`` environment variables.
+
+This module is the only place that reads the environment. Everything else receives a
+``Settings`` object, so a test or a subprocess changes behaviour by changing the
+environment it passes, never by patching modules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Literal
+
+Environment = Literal["dev", "test", "prod"]
+ENVIRONMENTS: tuple[Environment, ...] = ("dev", "test", "prod")
+
+# Message versions this release can read. Producers write ``message_version``.
+CURRENT_MESSAGE_VERSION = 2
+SUPPORTED_MESSAGE_VERSIONS = (1, 2)
+
+VARIABLE_PREFIX = "SYNMON_VAR_"
+_LOCATION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+class ConfigError(ValueError):
+    """A setting has a value synmon cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Environment = "dev"
+    release: str = ""
+    data_dir: Path = Path(".synmon")
+    database_url: str = ""
+    # SQS: unset endpoint means AWS itself.
+    sqs_endpoint: str | None = None
+    sqs_region: str = "us-east-1"
+    sqs_queue_prefix: str = "synmon"
+    sqs_queue_url_prefix: str | None = None
+    sqs_wait_time_seconds: int = 1
+    sqs_polling_interval: float = 0.1
+    sqs_max_receive_count: int = 3
+    # Seconds added to the longest check a queue serves to make its visibility timeout.
+    sqs_visibility_margin: int = 15
+    locations: tuple[str, ...] = ("local",)
+    events_url: str | None = None
+    allow_private_targets: bool = False
+    allowed_targets: tuple[str, ...] = ()
+    message_version: int = CURRENT_MESSAGE_VERSION
+    artifacts_url: str = ""
+    s3_endpoint: str | None = None
+    # Checks
+    http_max_timeout: float = 30.0
+    browser_max_timeout: float = 240.0
+    browser_default_timeout: float = 60.0
+    max_response_bytes: int = 1024 * 1024
+    response_excerpt_bytes: int = 2048
+    chromium_path: str = "/usr/bin/chromium"
+    browser_recycle_after: int = 100
+    # Workers
+    http_concurrency: int = 4
+    browser_concurrency: int = 2
+    dispatch_interval: float = 2.0
+    dispatch_batch_size: int = 1000
+    ingest_batch_size: int = 100
+    # Operations
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    flower_address: str = "127.0.0.1"
+    flower_port: int = 5555
+    flower_basic_auth: str | None = None
+    flower_auth_disabled: bool = False
+    web_address: str = "127.0.0.1"
+    web_port: int = 8080
+    metrics_port: int | None = None
+    smtp_url: str = "smtp://127.0.0.1:25"
+    email_from: str = "synmon@localhost"
+    # Values for {{NAME}} placeholders, from SYNMON_VAR_NAME. Treated as secrets.
+    variables: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+# Per-environment defaults, applied before the environment variables.
+_ENVIRONMENT_DEFAULTS: dict[Environment, dict[str, object]] = {
+    "dev": {"log_format": "text", "allow_private_targets": False},
+    "test": {"log_format": "json"},
+    "prod": {"log_format": "json", "log_level": "INFO"},
+}
+
+
+def _as_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+
+def _as_int(name: str, raw: str, minimum: int, maximum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
+    return value
+
+
+def _as_float(name: str, raw: str, minimum: float, maximum: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
+    return value
+
+
+def _as_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _as_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme not in schemes:
+        raise ConfigError(f"{name}={raw!r}: expected a URL starting with one of {schemes}")
+    return raw
+
+
+def _database_url(raw: str) -> str:
+    url = _as_url("SYNMON_DATABASE_URL", raw, ("sqlite", "postgresql", "postgresql+psycopg2"))
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``environ`` (default: the process environment).
+
+    Raises ``ConfigError`` naming the variable at fault.
+    """
+    env_vars = dict(os.environ if environ is None else environ)
+    get = env_vars.get
+
+    env_name = get("SYNMON_ENV", "dev")
+    if env_name not in ENVIRONMENTS:
+        raise ConfigError(f"SYNMON_ENV={env_name!r}: expected one of {', '.join(ENVIRONMENTS)}")
+    values: dict[str, object] = {"env": env_name, **_ENVIRONMENT_DEFAULTS[env_name]}
+
+    data_dir = Path(get("SYNMON_DATA_DIR", ".synmon"))
+    values["data_dir"] = data_dir
+    values["database_url"] = _database_url(
+        get("SYNMON_DATABASE_URL", f"sqlite:///{data_dir / 'synmon.db'}")
+    )
+    artifacts_url = get("SYNMON_ARTIFACTS_URL", f"file://{data_dir / 'artifacts'}")
+    if not artifacts_url.startswith(("file://", "s3://")):
+        raise ConfigError(
+            f"SYNMON_ARTIFACTS_URL={artifacts_url!r}: expected file://PATH or s3://BUCKET/PREFIX"
+        )
+    values["artifacts_url"] = artifacts_url
+
+    from app import __version__  # the package version is the default release name
+
+    values["release"] = get("SYNMON_RELEASE", __version__)
+
+    strings = {
+        "SYNMON_SQS_REGION": "sqs_region",
+        "SYNMON_SQS_QUEUE_PREFIX": "sqs_queue_prefix",
+        "SYNMON_CHROMIUM_PATH": "chromium_path",
+        "SYNMON_FLOWER_ADDRESS": "flower_address",
+        "SYNMON_WEB_ADDRESS": "web_address",
+        "SYNMON_EMAIL_FROM": "email_from",
+    }
+    for var, attr in strings.items():
+        if var in env_vars:
+            values[attr] = env_vars[var]
+
+    if get("SYNMON_SQS_ENDPOINT"):
+        values["sqs_endpoint"] = _as_url(
+            "SYNMON_SQS_ENDPOINT", env_vars["SYNMON_SQS_ENDPOINT"], ("http", "https")
+        )
+    if get("SYNMON_SQS_QUEUE_URL_PREFIX"):
+        values["sqs_queue_url_prefix"] = (
+            _as_url(
+                "SYNMON_SQS_QUEUE_URL_PREFIX",
+                env_vars["SYNMON_SQS_QUEUE_URL_PREFIX"],
+                ("http", "https"),
+            ).rstrip("/")
+            + "/"
+        )
+    if get("SYNMON_S3_ENDPOINT"):
+        values["s3_endpoint"] = _as_url(
+            "SYNMON_S3_ENDPOINT", env_vars["SYNMON_S3_ENDPOINT"], ("http", "https")
+        )
+    if get("SYNMON_EVENTS_URL"):
+        values["events_url"] = _as_url(
+            "SYNMON_EVENTS_URL", env_vars["SYNMON_EVENTS_URL"], ("redis", "rediss", "memory")
+        )
+    if get("SYNMON_SMTP_URL"):
+        values["smtp_url"] = _as_url(
+            "SYNMON_SMTP_URL", env_vars["SYNMON_SMTP_URL"], ("smtp", "smtps")
+        )
+    if get("SYNMON_FLOWER_BASIC_AUTH"):
+        auth = env_vars["SYNMON_FLOWER_BASIC_AUTH"]
+        if ":" not in auth:
+            raise ConfigError("SYNMON_FLOWER_BASIC_AUTH: expected USER:PASSWORD")
+        values["flower_basic_auth"] = auth
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", str(values.get("sqs_queue_prefix", "synmon"))):
+        raise ConfigError("SYNMON_SQS_QUEUE_PREFIX: lower-case letters, digits and '-' only")
+
+    if "SYNMON_LOCATIONS" in env_vars:
+        locations = _as_list(env_vars["SYNMON_LOCATIONS"])
+        if not locations:
+            raise ConfigError("SYNMON_LOCATIONS: name at least one location")
+        for location in locations:
+            if not _LOCATION_RE.match(location):
+                raise ConfigError(
+                    f"SYNMON_LOCATIONS: {location!r} is not a valid location "
+                    "(lower-case letters, digits and '-', as in eu-west-1)"
+                )
+        values["locations"] = locations
+    if "SYNMON_ALLOWED_TARGETS" in env_vars:
+        values["allowed_targets"] = _as_list(env_vars["SYNMON_ALLOWED_TARGETS"])
+
+    booleans = {
+        "SYNMON_ALLOW_PRIVATE_TARGETS": "allow_private_targets",
+        "SYNMON_FLOWER_AUTH_DISABLED": "flower_auth_disabled",
+    }
+    for var, attr in booleans.items():
+        if var in env_vars:
+            values[attr] = _as_bool(var, env_vars[var])
+
+    integers = {
+        "SYNMON_SQS_WAIT_TIME_SECONDS": ("sqs_wait_time_seconds", 0, 20),
+        "SYNMON_SQS_MAX_RECEIVE_COUNT": ("sqs_max_receive_count", 1, 1000),
+        "SYNMON_SQS_VISIBILITY_MARGIN": ("sqs_visibility_margin", 1, 3600),
+        "SYNMON_MESSAGE_VERSION": ("message_version", 1, CURRENT_MESSAGE_VERSION),
+        "SYNMON_MAX_RESPONSE_BYTES": ("max_response_bytes", 1024, 64 * 1024 * 1024),
+        "SYNMON_RESPONSE_EXCERPT_BYTES": ("response_excerpt_bytes", 0, 64 * 1024),
+        "SYNMON_BROWSER_RECYCLE_AFTER": ("browser_recycle_after", 1, 1_000_000),
+        "SYNMON_HTTP_CONCURRENCY": ("http_concurrency", 1, 512),
+        "SYNMON_BROWSER_CONCURRENCY": ("browser_concurrency", 1, 64),
+        "SYNMON_DISPATCH_BATCH_SIZE": ("dispatch_batch_size", 1, 100_000),
+        "SYNMON_INGEST_BATCH_SIZE": ("ingest_batch_size", 1, 10_000),
+        "SYNMON_FLOWER_PORT": ("flower_port", 1, 65535),
+        "SYNMON_WEB_PORT": ("web_port", 0, 65535),
+        "SYNMON_METRICS_PORT": ("metrics_port", 0, 65535),
+    }
+    for var, (attr, low, high) in integers.items():
+        if var in env_vars:
+            values[attr] = _as_int(var, env_vars[var], low, high)
+
+    floats = {
+        "SYNMON_SQS_POLLING_INTERVAL": ("sqs_polling_interval", 0.0, 60.0),
+        "SYNMON_HTTP_MAX_TIMEOUT": ("http_max_timeout", 1.0, 900.0),
+        "SYNMON_BROWSER_MAX_TIMEOUT": ("browser_max_timeout", 1.0, 900.0),
+        "SYNMON_BROWSER_DEFAULT_TIMEOUT": ("browser_default_timeout", 1.0, 900.0),
+        "SYNMON_DISPATCH_INTERVAL": ("dispatch_interval", 0.1, 60.0),
+    }
+    for var, (attr, lowf, highf) in floats.items():
+        if var in env_vars:
+            values[attr] = _as_float(var, env_vars[var], lowf, highf)
+
+    level = get("SYNMON_LOG_LEVEL")
+    if level is not None:
+        if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"SYNMON_LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING or ERROR")
+        values["log_level"] = level.upper()
+    log_format = get("SYNMON_LOG_FORMAT")
+    if log_format is not None:
+        if log_format not in ("json", "text"):
+            raise ConfigError(f"SYNMON_LOG_FORMAT={log_format!r}: expected json or text")
+        values["log_format"] = log_format
+
+    if float(values.get("browser_default_timeout", 60.0)) > float(  # type: ignore[arg-type]
+        values.get("browser_max_timeout", 240.0)  # type: ignore[arg-type]
+    ):
+        raise ConfigError(
+            "SYNMON_BROWSER_DEFAULT_TIMEOUT must not exceed SYNMON_BROWSER_MAX_TIMEOUT"
+        )
+
+    if values["env"] == "prod" and str(values["database_url"]).startswith("sqlite"):
+        raise ConfigError("SYNMON_DATABASE_URL: SYNMON_ENV=prod needs Postgres, not SQLite")
+
+    values["variables"] = {
+        name[len(VARIABLE_PREFIX) :]: value
+        for name, value in env_vars.items()
+        if name.startswith(VARIABLE_PREFIX) and len(name) > len(VARIABLE_PREFIX)
+    }
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    global _cached  # noqa: PLW0603 - one lazily loaded value per process is the point
+    if _cached is None:
+        _cached = load_settings()
+    return _cached
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and ``synmon up`` change the environment)."""
+    global _cached  # noqa: PLW0603
+    _cached = None

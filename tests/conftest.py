@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings, load_settings, reset_settings
+from tests.support.databases import database
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    reset_settings()
+    yield
+    reset_settings()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated database: each test using it runs on SQLite and on Postgres."""
+    with database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    with database("postgres", tmp_path) as url:
+        yield url
+
+
+def make_settings(**env: str) -> Settings:
+    base = {"SYNMON_ENV": "test", "SYNMON_LOCATIONS": "eu-west-1,us-east-1"}
+    return load_settings({**base, **env})

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from config.celery import broker_url, celery_config
+from config.queues import all_queues, queue_name, visibility_timeout
+from config.settings import CURRENT_MESSAGE_VERSION, ConfigError, load_settings
+
+
+def test_defaults_need_no_server() -> None:
+    settings = load_settings({})
+    assert settings.env == "dev"
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.sqs_endpoint is None
+    assert settings.allow_private_targets is False
+    assert settings.message_version == CURRENT_MESSAGE_VERSION
+    assert settings.locations == ("local",)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"SYNMON_ENV": "staging"}, "SYNMON_ENV"),
+        ({"SYNMON_DATABASE_URL": "mysql://x"}, "SYNMON_DATABASE_URL"),
+        ({"SYNMON_SQS_ENDPOINT": "127.0.0.1:4566"}, "SYNMON_SQS_ENDPOINT"),
+        ({"SYNMON_ALLOW_PRIVATE_TARGETS": "maybe"}, "SYNMON_ALLOW_PRIVATE_TARGETS"),
+        ({"SYNMON_LOCATIONS": "EU West"}, "SYNMON_LOCATIONS"),
+        ({"SYNMON_LOCATIONS": " , "}, "SYNMON_LOCATIONS"),
+        ({"SYNMON_MESSAGE_VERSION": "9"}, "SYNMON_MESSAGE_VERSION"),
+        ({"SYNMON_HTTP_CONCURRENCY": "lots"}, "SYNMON_HTTP_CONCURRENCY"),
+        ({"SYNMON_EVENTS_URL": "amqp://x"}, "SYNMON_EVENTS_URL"),
+        ({"SYNMON_LOG_LEVEL": "LOUD"}, "SYNMON_LOG_LEVEL"),
+        ({"SYNMON_ENV": "prod"}, "SYNMON_DATABASE_URL"),
+        ({"SYNMON_FLOWER_BASIC_AUTH": "nopassword"}, "SYNMON_FLOWER_BASIC_AUTH"),
+        ({"SYNMON_ARTIFACTS_URL": "ftp://x"}, "SYNMON_ARTIFACTS_URL"),
+    ],
+)
+def test_a_wrong_value_is_named(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env)
+
+
+def test_per_environment_defaults() -> None:
+    assert load_settings({"SYNMON_ENV": "dev"}).log_format == "text"
+    prod = load_settings({"SYNMON_ENV": "prod", "SYNMON_DATABASE_URL": "postgresql://u@h/db"})
+    assert prod.log_format == "json"
+    assert prod.database_url == "postgresql+psycopg2://u@h/db"
+
+
+def test_variables_come_from_the_prefixed_environment_only() -> None:
+    settings = load_settings({"SYNMON_VAR_API_TOKEN": "s3cret", "AWS_SECRET_ACCESS_KEY": "nope"})
+    assert dict(settings.variables) == {"API_TOKEN": "s3cret"}
+    assert "s3cret" not in repr(settings)
+
+
+def test_queue_names_are_built_in_one_place() -> None:
+    settings = load_settings({"SYNMON_ENV": "prod", "SYNMON_DATABASE_URL": "postgresql://h/d"})
+    assert queue_name(settings, "run", "eu-west-1", "http") == "synmon-prod-run-eu-west-1-http"
+    assert queue_name(settings, "results") == "synmon-prod-results"
+    assert queue_name(settings, "results", dead_letter=True) == "synmon-prod-results-dlq"
+    with pytest.raises(ValueError, match="location"):
+        queue_name(settings, "run")
+    with pytest.raises(ValueError, match="no location"):
+        queue_name(settings, "results", "eu-west-1")
+
+
+def test_every_queue_has_a_dead_letter_queue_and_outlives_its_longest_check() -> None:
+    settings = load_settings({"SYNMON_LOCATIONS": "a,b"})
+    specs = all_queues(settings)
+    assert len(specs) == 2 * 2 + 2
+    for spec in specs:
+        assert spec.dead_letter == spec.name + "-dlq"
+    assert visibility_timeout(settings, "run", "browser") > settings.browser_max_timeout
+    assert visibility_timeout(settings, "run", "http") > settings.http_max_timeout
+
+
+def test_celery_configuration_keeps_jobs_until_they_succeed() -> None:
+    settings = load_settings({"SYNMON_SQS_ENDPOINT": "http://127.0.0.1:4566"})
+    config = celery_config(settings, {"q": "http://127.0.0.1:4566/1/q"})
+    assert config["task_serializer"] == "json" and config["accept_content"] == ["json"]
+    assert config["task_acks_late"] is True
+    assert config["task_acks_on_failure_or_timeout"] is False
+    assert config["task_reject_on_worker_lost"] is True
+    assert config["worker_prefetch_multiplier"] == 1
+    assert config["worker_enable_remote_control"] is False
+    assert config["worker_cancel_long_running_tasks_on_connection_loss"] is True
+    options = config["broker_transport_options"]
+    assert options["polling_interval"] <= 0.5 and options["wait_time_seconds"] <= 2
+    assert options["predefined_queues"]["q"]["url"] == "http://127.0.0.1:4566/1/q"
+    assert broker_url(settings) == "sqs://test:test@127.0.0.1:4566"
+    assert broker_url(load_settings({})) == "sqs://"
+
+
+def test_remote_control_follows_the_side_channel() -> None:
+    settings = load_settings({"SYNMON_EVENTS_URL": "redis://127.0.0.1:6379/3"})
+    config = celery_config(settings, {})
+    assert config["worker_enable_remote_control"] is True
+    assert config["worker_send_task_events"] is True

@@ -1,0 +1,116 @@
+"""The schema: migrations match the models, and both databases behave the same."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from app.storage.db import current_revision, downgrade, engine_for, migrate, sessions
+from app.storage.models import Base, CheckRunRow
+
+
+def test_migrations_produce_exactly_the_models(database_url: str) -> None:
+    with engine_for(database_url).connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_migrate_is_idempotent_and_reversible(database_url: str) -> None:
+    head = current_revision(database_url)
+    migrate(database_url)
+    assert current_revision(database_url) == head
+    downgrade(database_url, "base")
+    assert "check_runs" not in inspect(engine_for(database_url)).get_table_names()
+    migrate(database_url)
+    assert current_revision(database_url) == head
+
+
+def run_row(**overrides: object) -> CheckRunRow:
+    now = datetime.now(UTC)
+    run_id = uuid.uuid4()
+    values: dict[str, object] = {
+        "run_id": run_id,
+        "root_run_id": run_id,
+        "check_id": "api",
+        "location": "eu-west-1",
+        "kind": "http",
+        "status": "passed",
+        "attempt": 1,
+        "deliveries": 1,
+        "final": True,
+        "scheduled_at": now,
+        "started_at": now,
+        "finished_at": now,
+        "duration_ms": 12.5,
+        "timings": {"ttfb_ms": 3.0},
+        "assertions": [{"passed": True}],
+        "response": {"status_code": 200},
+        "artifacts": [],
+        "worker_version": "0.1.0",
+        "worker_host": "w1",
+        "message_version": 2,
+    }
+    values.update(overrides)
+    return CheckRunRow(**values)
+
+
+def test_run_ids_are_unique(database_url: str) -> None:
+    Session = sessions(database_url)
+    row = run_row()
+    with Session.begin() as session:
+        session.add(row)
+    with pytest.raises(IntegrityError), Session.begin() as session:
+        session.add(run_row(run_id=row.run_id))
+
+
+def test_times_come_back_aware_and_in_utc(database_url: str) -> None:
+    local = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).astimezone(timezone(timedelta(hours=5)))
+    Session = sessions(database_url)
+    with Session.begin() as session:
+        session.add(run_row(started_at=local))
+    with Session() as session:
+        stored = session.scalars(select(CheckRunRow.started_at)).one()
+    assert stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+    assert stored == local
+
+
+def test_naive_times_are_refused(database_url: str) -> None:
+    with pytest.raises(Exception, match="naive"), sessions(database_url).begin() as session:
+        session.add(run_row(started_at=datetime(2026, 1, 1)))
+
+
+def test_latest_runs_of_a_check_use_the_index(postgres_url: str) -> None:
+    Session = sessions(postgres_url)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    with Session.begin() as session:
+        session.add_all(
+            run_row(
+                check_id=f"c{i % 50}",
+                location=("eu-west-1", "us-east-1")[i % 2],
+                started_at=base + timedelta(seconds=i),
+            )
+            for i in range(5000)
+        )
+    with engine_for(postgres_url).connect() as connection:
+        connection.exec_driver_sql("ANALYZE check_runs")
+        plan = "\n".join(
+            r[0]
+            for r in connection.exec_driver_sql(
+                "EXPLAIN SELECT * FROM check_runs WHERE check_id='c7' ORDER BY started_at DESC LIMIT 20"
+            )
+        )
+        assert "ix_check_runs_check_started" in plan, plan
+        plan = "\n".join(
+            r[0]
+            for r in connection.exec_driver_sql(
+                "EXPLAIN SELECT count(*) FROM check_runs WHERE location='eu-west-1' "
+                "AND started_at > '2026-01-01 01:20:00+00'"
+            )
+        )
+        assert "ix_check_runs_location_started" in plan, plan
