@@ -63,5 +63,192 @@ def sync(path: Path, dry_run: bool) -> None:
     click.echo(plan.summary(applied=not dry_run))
 
 
+def _celery_argv(settings: Settings, queues: list[str], name: str, concurrency: int,
+                 pool: str = "prefork") -> list[str]:
+    argv = [
+        "worker", "-Q", ",".join(queues), "-n", name, "-c", str(concurrency), "-P", pool,
+        "-O", "fair", "--without-gossip", "--without-mingle", "-l", settings.log_level,
+    ]
+    if settings.events_url is None:
+        argv.append("--without-heartbeat")  # heartbeats are events; SQS carries none
+    return argv
+
+
+@main.command()
+@click.option("--location", "-l", required=True, help="The location (region) this worker serves.")
+@click.option("--kind", "-k", type=click.Choice(["http", "browser"]), required=True)
+@click.option("--concurrency", "-c", type=int, default=None, help="Processes (default from settings).")
+def worker(location: str, kind: str, concurrency: int | None) -> None:
+    """A Celery worker for one location and kind of check."""
+    from app.celery import app as celery_app
+    from config.queues import queue_name
+
+    settings = settings_or_exit()
+    if location not in settings.locations:
+        raise click.ClickException(
+            f"unknown location {location!r}; SYNMON_LOCATIONS is {','.join(settings.locations)}"
+        )
+    default = settings.http_concurrency if kind == "http" else settings.browser_concurrency
+    queue = queue_name(settings, "run", location, kind)  # type: ignore[arg-type]
+    celery_app.worker_main(
+        _celery_argv(settings, [queue], f"{kind}-{location}@%h", concurrency or default)
+    )
+
+
+@main.command()
+def beat() -> None:
+    """The scheduler: celery beat and the dispatcher it triggers, in one process."""
+    from app.celery import app as celery_app
+    from app.storage.db import migrate as run_migrations
+    from config.queues import queue_name
+
+    settings = settings_or_exit()
+    run_migrations(settings.database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    argv = _celery_argv(settings, [queue_name(settings, "dispatch")], "dispatch@%h", 1, pool="solo")
+    argv += ["--beat", "-s", str(settings.data_dir / "beat-schedule")]
+    celery_app.worker_main(argv)
+
+
+@main.command()
+def ingest() -> None:
+    """The result consumer: stores results in the database, schedules retries and alerts."""
+    import signal
+    import threading
+
+    from app.ingest import Ingestor
+    from app.notify import NotificationSender
+    from app.storage.db import migrate as run_migrations
+    from app.storage.db import sessions
+
+    settings = settings_or_exit()
+    run_migrations(settings.database_url)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    session_factory = sessions(settings.database_url)
+    sender = NotificationSender(settings, session_factory, stop)
+    notifier = threading.Thread(target=sender.run_forever, name="notifier", daemon=True)
+    notifier.start()
+    Ingestor(settings, session_factory, stop).run_forever()
+    notifier.join(timeout=10)
+
+
+@main.command()
+@click.option("--create", is_flag=True, help="Create missing queues and DLQs (local endpoints).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def queues(create: bool, as_json: bool) -> None:
+    """Depth, in-flight and delayed messages of every queue and dead-letter queue."""
+    import json
+
+    from app.queue_stats import all_stats
+    from app.sqs import create_queues
+
+    settings = settings_or_exit()
+    if create:
+        specs = create_queues(settings)
+        if not as_json:
+            click.echo(f"{len(specs)} queue(s) and their dead-letter queues are in place")
+    stats = all_stats(settings)
+    if as_json:
+        click.echo(json.dumps([s.as_dict() for s in stats], indent=2))
+        return
+    click.echo(f"{'queue':<48} {'visible':>8} {'in flight':>10} {'delayed':>8} {'oldest':>8}")
+    for item in stats:
+        age = "-" if item.oldest_age_s is None else f"{item.oldest_age_s:.0f}s"
+        click.echo(f"{item.name:<48} {item.visible:>8} {item.in_flight:>10} {item.delayed:>8} {age:>8}")
+
+
+@main.command()
+@click.argument("check_id")
+@click.option("--location", "-l", default=None, help="Run in this location only.")
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@click.option("--timeout", type=float, default=300.0, help="Seconds --wait waits at most.")
+def run(check_id: str, location: str | None, wait: bool, timeout: float) -> None:
+    """Run a check now, through the queues."""
+    from app.api import UnknownCheck, trigger, wait_for_runs
+
+    settings = settings_or_exit()
+    try:
+        run_ids = trigger(check_id, location, settings)
+    except UnknownCheck as exc:
+        raise click.ClickException(str(exc)) from None
+    for run_id in run_ids:
+        click.echo(f"queued run {run_id}")
+    if not wait:
+        return
+    rows = wait_for_runs(run_ids, timeout, settings)
+    finals = [r for r in rows if r.final]
+    for row in rows:
+        click.echo(_run_line(row))
+    if len({r.root_run_id for r in finals}) < len(run_ids):
+        raise click.ClickException(f"no result within {timeout:g}s")
+    if any(r.status == "failed" for r in finals):
+        sys.exit(1)
+
+
+def _run_line(row: object) -> str:
+    r = row  # CheckRunRow
+    attempt = f" attempt {r.attempt}" if r.attempt > 1 else ""  # type: ignore[attr-defined]
+    error = f"  {r.error}" if r.error else ""  # type: ignore[attr-defined]
+    return (
+        f"{r.started_at:%Y-%m-%d %H:%M:%S} {r.check_id:<24} {r.location:<12} "  # type: ignore[attr-defined]
+        f"{r.status:<9} {r.duration_ms:>8.0f} ms{attempt}{error}"  # type: ignore[attr-defined]
+    )
+
+
+@main.command()
+@click.option("--check", "check_id", default=None, help="Only this check.")
+@click.option("--since", default="10m", help="How far back: 30s, 10m, 2h.")
+@click.option("--limit", type=int, default=200)
+@click.option("--json", "as_json", is_flag=True)
+def runs(check_id: str | None, since: str, limit: int, as_json: bool) -> None:
+    """Stored results, newest first."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from app.checks.durations import parse_duration
+    from app.storage.db import sessions
+    from app.storage.models import CheckRunRow
+
+    settings = settings_or_exit()
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    query = (
+        select(CheckRunRow)
+        .where(CheckRunRow.started_at >= datetime.now(UTC) - timedelta(seconds=window))
+        .order_by(CheckRunRow.started_at.desc())
+        .limit(limit)
+    )
+    if check_id:
+        query = query.where(CheckRunRow.check_id == check_id)
+    with sessions(settings.database_url)() as session:
+        rows = session.scalars(query).all()
+    if as_json:
+        click.echo(json.dumps([_run_document(r) for r in rows], indent=2, default=str))
+    else:
+        for row in rows:
+            click.echo(_run_line(row))
+
+
+def _run_document(row: object) -> dict[str, object]:
+    from app.storage.models import CheckRunRow
+
+    assert isinstance(row, CheckRunRow)
+    return {
+        "run_id": str(row.run_id), "check_id": row.check_id, "location": row.location,
+        "kind": row.kind, "status": row.status, "attempt": row.attempt, "final": row.final,
+        "root_run_id": str(row.root_run_id), "scheduled_at": row.scheduled_at.isoformat(),
+        "started_at": row.started_at.isoformat(), "duration_ms": row.duration_ms,
+        "timings": row.timings, "assertions": row.assertions, "error": row.error,
+        "response": row.response, "artifacts": row.artifacts,
+        "worker_version": row.worker_version, "worker_host": row.worker_host,
+    }
+
+
 if __name__ == "__main__":
     main()

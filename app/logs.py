@@ -68,5 +68,8 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
-    for noisy in ("botocore", "boto3", "urllib3", "pyppeteer", "websockets", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Celery logs two lines per task and beat one per tick; synmon logs one line per run.
+    quiet = ("botocore", "boto3", "urllib3", "pyppeteer", "websockets", "asyncio", "alembic",
+             "celery.app.trace", "celery.worker.strategy", "celery.beat", "kombu")
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -48,7 +48,9 @@ def route_task(
 
 def celery_config(settings: Settings, queue_urls: Mapping[str, str]) -> dict[str, Any]:
     """The whole Celery configuration. ``queue_urls`` maps every queue name to its URL."""
-    run_task_names = [*RUN_TASKS.values(), DISPATCH_TASK]
+    # Dispatch ticks are disposable (the next tick selects the same due checks), so
+    # only run requests go back to their queue with a backoff when their job fails.
+    run_task_names = list(RUN_TASKS.values())
     predefined = {
         name: {
             "url": url,

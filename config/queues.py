@@ -37,6 +37,7 @@ class QueueSpec:
     name: str
     dead_letter: str
     visibility_timeout: int
+    max_receive_count: int
 
 
 def max_check_seconds(settings: Settings, kind: Kind) -> float:
@@ -54,6 +55,18 @@ def visibility_timeout(settings: Settings, role: Role, kind: Kind | None = None)
     return settings.sqs_visibility_margin * 2
 
 
+def max_receive_count(settings: Settings, role: Role) -> int:
+    """Deliveries before SQS moves a message to its dead-letter queue.
+
+    Results get more: ingest stops receiving while Postgres is down, but each outage
+    still costs the messages it held one delivery, and a result must not be lost to
+    the DLQ because the database was restarted a few times.
+    """
+    if role == "results":
+        return max(10, settings.sqs_max_receive_count)
+    return settings.sqs_max_receive_count
+
+
 def all_queues(settings: Settings, locations: tuple[str, ...] | None = None) -> list[QueueSpec]:
     """Every queue of this environment, each with its dead-letter queue."""
     specs: list[QueueSpec] = []
@@ -64,6 +77,7 @@ def all_queues(settings: Settings, locations: tuple[str, ...] | None = None) -> 
                     queue_name(settings, "run", location, kind),
                     queue_name(settings, "run", location, kind, dead_letter=True),
                     visibility_timeout(settings, "run", kind),
+                    max_receive_count(settings, "run"),
                 )
             )
     roles: tuple[Role, ...] = ("results", "dispatch")
@@ -73,6 +87,7 @@ def all_queues(settings: Settings, locations: tuple[str, ...] | None = None) -> 
                 queue_name(settings, role),
                 queue_name(settings, role, dead_letter=True),
                 visibility_timeout(settings, role),
+                max_receive_count(settings, role),
             )
         )
     return specs

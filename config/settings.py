@@ -57,6 +57,8 @@ class Settings:
     browser_max_timeout: float = 240.0
     browser_default_timeout: float = 60.0
     max_response_bytes: int = 1024 * 1024
+    # Extra CA certificates (PEM) that TLS verification trusts, for private services.
+    ca_bundle: str | None = None
     response_excerpt_bytes: int = 2048
     chromium_path: str = "/usr/bin/chromium"
     browser_recycle_after: int = 100
@@ -79,7 +81,7 @@ class Settings:
     smtp_url: str = "smtp://127.0.0.1:25"
     email_from: str = "synmon@localhost"
     # Values for {{NAME}} placeholders, from SYNMON_VAR_NAME. Treated as secrets.
-    variables: Mapping[str, str] = field(default_factory=dict, repr=False)
+    variables: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
 
     @property
     def sqlite(self) -> bool:
@@ -202,6 +204,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values["s3_endpoint"] = _as_url(
             "SYNMON_S3_ENDPOINT", env_vars["SYNMON_S3_ENDPOINT"], ("http", "https")
         )
+    if get("SYNMON_CA_BUNDLE"):
+        bundle = env_vars["SYNMON_CA_BUNDLE"]
+        if not Path(bundle).is_file():
+            raise ConfigError(f"SYNMON_CA_BUNDLE={bundle!r}: no such file")
+        values["ca_bundle"] = bundle
     if get("SYNMON_EVENTS_URL"):
         values["events_url"] = _as_url(
             "SYNMON_EVENTS_URL", env_vars["SYNMON_EVENTS_URL"], ("redis", "rediss", "memory")

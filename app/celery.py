@@ -1,0 +1,50 @@
+"""The Celery application. ``celery -A app worker -Q ...`` finds it here.
+
+The configuration is built lazily, the first time Celery needs it, because it includes
+the queue URLs, which come from SQS.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Celery
+
+from config.celery import celery_config
+from config.queues import all_queues
+from config.settings import Settings, get_settings
+
+log = logging.getLogger("synmon.celery")
+TASK_MODULES = ["tasks.http", "tasks.browser", "tasks.dispatch"]
+
+
+def resolve_queue_urls(settings: Settings, attempts: int = 30) -> dict[str, str]:
+    """URLs of every queue of the environment, waiting for SQS if it is not up yet."""
+    from app.sqs import queue_urls
+
+    names = [name for spec in all_queues(settings) for name in (spec.name, spec.dead_letter)]
+    for attempt in range(1, attempts + 1):
+        try:
+            return queue_urls(settings).all(names)
+        except Exception as exc:
+            if attempt == attempts:
+                raise
+            log.warning("queues not reachable yet (%s); retrying", exc)
+            time.sleep(min(5.0, 0.5 * attempt))
+    raise AssertionError("unreachable")
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    celery_app = Celery("synmon", include=TASK_MODULES)
+
+    def configuration() -> dict[str, Any]:
+        current = settings or get_settings()
+        return celery_config(current, resolve_queue_urls(current))
+
+    celery_app.add_defaults(configuration)
+    return celery_app
+
+
+app = create_app()

@@ -1,0 +1,420 @@
+"""Ingest: results queue -> Postgres, once each, with the check state and its follow-ups.
+
+A batch of results is stored in one transaction together with everything it causes:
+the check state, the notifications to send and the retries to schedule (both as
+outbox rows). Only after the commit are the messages deleted from SQS. So a crash at
+any point loses nothing (undeleted messages come back) and doubles nothing (a result
+already stored is recognised by its run id and causes nothing a second time).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.checks.models import Check
+from app.dispatch import run_request_message
+from app.messages import (
+    MessageError,
+    RunRequest,
+    RunResult,
+    decode_result,
+    encode_run_request,
+    parse_body,
+    retry_run_id,
+)
+from app.retries import decide_retry
+from app.sqs import BatchSender, Outgoing, client, queue_urls
+from app.state import apply_result
+from app.storage.models import (
+    CheckRow,
+    CheckRunRow,
+    CheckStateRow,
+    NotificationRow,
+    OutboxRow,
+)
+from config.queues import queue_name
+from config.settings import Settings
+
+log = logging.getLogger("synmon.ingest")
+
+
+@dataclass
+class StoreReport:
+    inserted: int = 0
+    duplicates: int = 0
+    retries: int = 0
+    notifications: int = 0
+    lags_s: list[float] = field(default_factory=list)
+
+
+def _insert(session: Session) -> Any:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "root_run_id": result.root,
+        "check_id": result.check_id,
+        "location": result.location,
+        "kind": result.kind,
+        "status": result.status,
+        "attempt": result.attempt,
+        "deliveries": result.deliveries,
+        "final": final,
+        "scheduled_at": result.scheduled_at,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "duration_ms": result.duration_ms,
+        "timings": result.timings,
+        "assertions": result.assertions,
+        "error": result.error,
+        "response": result.response,
+        "artifacts": result.artifacts,
+        "worker_version": result.worker_version[:64],
+        "worker_host": result.worker_host[:255],
+        "message_version": result.message_version,
+        "ingested_at": now,
+    }
+
+
+class CheckCache:
+    """Validated checks by (id, definition hash): parsing a definition costs more than a row."""
+
+    def __init__(self) -> None:
+        self._checks: dict[tuple[str, str], Check] = {}
+
+    def load(self, session: Session, check_ids: set[str]) -> dict[str, Check]:
+        rows = session.execute(
+            select(CheckRow.id, CheckRow.definition_hash, CheckRow.definition).where(
+                CheckRow.id.in_(check_ids)
+            )
+        ).all()
+        found: dict[str, Check] = {}
+        for check_id, digest, definition in rows:
+            key = (check_id, digest)
+            if key not in self._checks:
+                if len(self._checks) > 50_000:
+                    self._checks.clear()
+                try:
+                    self._checks[key] = Check.model_validate(definition)
+                except ValidationError:
+                    log.error("stored definition of %s no longer validates", check_id)
+                    continue
+            found[check_id] = self._checks[key]
+        return found
+
+
+def _lock_states(session: Session, check_ids: set[str], now: datetime) -> dict[str, CheckStateRow]:
+    """The state rows of ``check_ids``, created if missing and locked for this transaction."""
+    if not check_ids:
+        return {}
+    insert = _insert(session)
+    session.execute(
+        insert(CheckStateRow)
+        .values([
+            {"check_id": c, "status": "unknown", "consecutive_failures": 0, "alerting": False,
+             "updated_at": now}
+            for c in sorted(check_ids)
+        ])
+        .on_conflict_do_nothing(index_elements=["check_id"])
+    )
+    query = select(CheckStateRow).where(CheckStateRow.check_id.in_(check_ids))
+    if session.get_bind().dialect.name == "postgresql":
+        # In id order, so two ingest processes never wait on each other in a cycle.
+        query = query.order_by(CheckStateRow.check_id).with_for_update()
+    return {row.check_id: row for row in session.scalars(query)}
+
+
+def _notification_payload(check: Check, result: RunResult, event: str) -> dict[str, Any]:
+    return {
+        "event": event,
+        "check_id": check.id,
+        "check_name": check.name or check.id,
+        "status": result.status,
+        "location": result.location,
+        "run_id": str(result.run_id),
+        "started_at": result.started_at.isoformat(),
+        "duration_ms": result.duration_ms,
+        "error": result.error,
+        "attempt": result.attempt,
+    }
+
+
+def store_results(
+    session: Session,
+    results: Sequence[RunResult],
+    settings: Settings,
+    checks: CheckCache,
+    now: datetime | None = None,
+) -> StoreReport:
+    """Store ``results`` and their consequences inside the caller's transaction."""
+    now = now or datetime.now(UTC)
+    report = StoreReport()
+    unique: dict[uuid.UUID, RunResult] = {}
+    for result in results:
+        unique.setdefault(result.run_id, result)
+    report.duplicates = len(results) - len(unique)
+    if not unique:
+        return report
+    known = checks.load(session, {r.check_id for r in unique.values()})
+    decisions = {
+        run_id: (decide_retry(known[r.check_id], r, now) if r.check_id in known else None)
+        for run_id, r in unique.items()
+    }
+    rows = [run_row(r, decisions[run_id] is None, now) for run_id, r in unique.items()]
+    inserted_ids = set(
+        session.scalars(
+            _insert(session)(CheckRunRow)
+            .on_conflict_do_nothing(index_elements=["run_id"])
+            .returning(CheckRunRow.run_id),
+            rows,
+        ).all()
+    )
+    report.inserted = len(inserted_ids)
+    report.duplicates += len(unique) - len(inserted_ids)
+    fresh = sorted((unique[i] for i in inserted_ids), key=lambda r: r.started_at)
+    report.lags_s = [(now - r.scheduled_at).total_seconds() for r in fresh]
+
+    outbox: list[dict[str, Any]] = []
+    for result in fresh:
+        decision = decisions[result.run_id]
+        if decision is None:
+            continue
+        check = known[result.check_id]
+        retry = RunRequest(
+            run_id=retry_run_id(result.root, decision.attempt),
+            check=check.snapshot(),
+            location=decision.location,
+            scheduled_at=result.scheduled_at,
+            attempt=decision.attempt,
+            root_run_id=result.root,
+            trigger="retry",
+            dispatched_at=now,
+        )
+        outbox.append({
+            "run_id": retry.run_id,
+            "queue": run_request_message(retry, settings).queue,
+            "body": encode_run_request(retry, settings.message_version),
+            "not_before": now + timedelta(seconds=decision.delay_seconds),
+            "created_at": now,
+        })
+    if outbox:
+        session.execute(
+            _insert(session)(OutboxRow).on_conflict_do_nothing(index_elements=["run_id"]), outbox
+        )
+        report.retries = len(outbox)
+
+    finals = [r for r in fresh if decisions[r.run_id] is None]
+    states = _lock_states(session, {r.check_id for r in finals}, now)
+    notifications: list[dict[str, Any]] = []
+    for result in finals:
+        state = states[result.check_id]
+        if state.last_run_at is not None and result.started_at < state.last_run_at:
+            continue  # a late result of an older run does not move the state back
+        check = known.get(result.check_id)
+        for event in apply_result(state, check, result):
+            assert check is not None
+            for channel in event.channels:
+                notifications.append({
+                    "check_id": result.check_id, "channel_id": channel, "event": event.kind,
+                    "run_id": result.run_id,
+                    "payload": _notification_payload(check, result, event.kind),
+                    "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+                })
+        state.updated_at = now
+    if notifications:
+        session.execute(
+            _insert(session)(NotificationRow).on_conflict_do_nothing(
+                index_elements=["run_id", "channel_id", "event"]
+            ),
+            notifications,
+        )
+        report.notifications = len(notifications)
+    return report
+
+
+def relay_outbox(
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    send: Callable[[Sequence[Outgoing]], Any] | None = None,
+    limit: int = 500,
+) -> int:
+    """Send the retries that committed transactions decided on; returns how many."""
+    send = send or BatchSender(settings).send
+    now = datetime.now(UTC)
+    with session_factory.begin() as session:
+        query = select(OutboxRow).where(OutboxRow.sent_at.is_(None)).order_by(OutboxRow.id).limit(limit)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = session.scalars(query).all()
+        if not rows:
+            return 0
+        messages = []
+        for row in rows:
+            from app.messages import decode_run_request
+
+            request = decode_run_request(row.body)
+            delay = max(0, round((row.not_before - now).total_seconds()))
+            messages.append(run_request_message(request, settings, delay_seconds=delay))
+        send(messages)
+        session.execute(
+            update(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows])).values(sent_at=now)
+        )
+    return len(rows)
+
+
+@dataclass
+class Received:
+    receipt: str
+    body: str
+    receive_count: int
+
+
+def _poison_visibility(receive_count: int) -> int:
+    return min(30, 2 ** min(receive_count, 5))
+
+
+class Ingestor:
+    """The ``synmon ingest`` loop: receive, store, relay follow-ups, delete."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
+        stop: threading.Event | None = None,
+        on_stored: Callable[[StoreReport], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = session_factory
+        self.stop = stop or threading.Event()
+        self.queue = queue_name(settings, "results")
+        self.checks = CheckCache()
+        self.on_stored = on_stored
+
+    @property
+    def url(self) -> str:
+        return queue_urls(self.settings)(self.queue)
+
+    def receive(self) -> list[Received]:
+        """Up to ``ingest_batch_size`` messages, gathered for at most about a second."""
+        sqs = client(self.settings)
+        batch: list[Received] = []
+        deadline = time.monotonic() + 1.0
+        while len(batch) < self.settings.ingest_batch_size and not self.stop.is_set():
+            response = sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0 if batch else self.settings.sqs_wait_time_seconds,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            messages = response.get("Messages") or []
+            batch.extend(
+                Received(m["ReceiptHandle"], m["Body"],
+                         int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
+                for m in messages
+            )
+            if len(messages) < 10 or time.monotonic() > deadline:
+                break
+        return batch
+
+    def _reject_poison(self, poison: list[tuple[Received, str]]) -> None:
+        sqs = client(self.settings)
+        for message, reason in poison:
+            log.error("rejected a result message (delivery %d): %s", message.receive_count, reason,
+                      extra={"queue": self.queue, "reason": reason})
+            try:
+                sqs.change_message_visibility(
+                    QueueUrl=self.url, ReceiptHandle=message.receipt,
+                    VisibilityTimeout=_poison_visibility(message.receive_count),
+                )
+            except Exception as exc:  # noqa: BLE001 - it comes back after its timeout anyway
+                log.warning("could not change the visibility of a poison message: %s", exc)
+
+    def _delete(self, messages: list[Received]) -> None:
+        sqs = client(self.settings)
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            try:
+                response = sqs.delete_message_batch(
+                    QueueUrl=self.url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)],
+                )
+            except Exception as exc:  # noqa: BLE001
+                # Stored already: when they come back, their run ids are recognised.
+                log.warning("could not delete %d stored result message(s): %s", len(chunk), exc)
+                continue
+            if response.get("Failed"):
+                log.warning("%d stored result message(s) not deleted", len(response["Failed"]))
+
+    def _store(self, results: list[RunResult]) -> StoreReport:
+        """Store, waiting out a database outage rather than receiving more meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    return store_results(session, results, self.settings, self.checks)
+            except (OperationalError, DBAPIError) as exc:
+                if self.stop.is_set():
+                    raise
+                log.warning("database unavailable, holding %d result(s): %s",
+                            len(results), str(exc).splitlines()[0])
+                self.stop.wait(delay)
+                delay = min(5.0, delay * 2)
+
+    def poll_once(self) -> int:
+        messages = self.receive()
+        if not messages:
+            return 0
+        results: list[RunResult] = []
+        good: list[Received] = []
+        poison: list[tuple[Received, str]] = []
+        for message in messages:
+            try:
+                results.append(decode_result(parse_body(message.body)))
+                good.append(message)
+            except MessageError as exc:
+                poison.append((message, str(exc)))
+        if poison:
+            self._reject_poison(poison)
+        if results:
+            report = self._store(results)
+            if report.retries:
+                relay_outbox(self.sessions, self.settings)
+            self._delete(good)
+            log.debug("stored %d result(s), %d duplicate(s)", report.inserted, report.duplicates)
+            if self.on_stored is not None:
+                self.on_stored(report)
+        return len(messages)
+
+    def run_forever(self) -> None:
+        log.info("ingest consuming %s", self.queue)
+        last_relay = 0.0
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                self.poll_once()
+                if time.monotonic() - last_relay > 5:
+                    # Retries whose commit happened just before a crash are sent here.
+                    relay_outbox(self.sessions, self.settings)
+                    last_relay = time.monotonic()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive SQS and DB outages
+                failures += 1
+                log.warning("ingest cycle failed (%s); retrying", exc)
+                self.stop.wait(min(10.0, 0.5 * 2 ** min(failures, 5)))
+        log.info("ingest stopped")

@@ -1,0 +1,88 @@
+"""Running one run request on a worker: decode, run the check, publish the result.
+
+Used by the Celery tasks and callable without Celery. A *check* that fails returns a
+failed result like any other; a *job* that cannot be done raises, so that its message
+is not deleted and SQS delivers it again (and, after maxReceiveCount, to the DLQ).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.checks.models import Check
+from app.messages import (
+    MessageError,
+    RunRequest,
+    RunResult,
+    decode_run_request,
+    result_body,
+)
+from app.sqs import client, queue_urls
+from config.queues import queue_name
+from config.settings import Settings
+
+log = logging.getLogger("synmon.run")
+
+Executor = Callable[[Check, RunRequest, int], RunResult]
+
+
+def decode(raw: Any, kind: str) -> tuple[RunRequest, Check]:
+    request = decode_run_request(raw)
+    if request.kind != kind:
+        raise MessageError(f"a {request.kind} check arrived on a {kind} worker")
+    try:
+        check = Check.model_validate(request.check)
+    except ValidationError as exc:
+        raise MessageError(f"invalid check snapshot: {exc.errors(include_url=False)[0]['msg']}") from None
+    return request, check
+
+
+def publish_result(result: RunResult, settings: Settings) -> None:
+    name = queue_name(settings, "results")
+    client(settings).send_message(
+        QueueUrl=queue_urls(settings)(name),
+        MessageBody=result_body(result, settings.message_version),
+    )
+
+
+def log_run(result: RunResult) -> None:
+    """One line per run, with no response content and no placeholder values."""
+    log.info(
+        "run %s of %s in %s: %s in %.0f ms",
+        result.run_id, result.check_id, result.location, result.status, result.duration_ms,
+        extra={
+            "run_id": str(result.run_id),
+            "check_id": result.check_id,
+            "location": result.location,
+            "kind": result.kind,
+            "status": result.status,
+            "duration_ms": result.duration_ms,
+            "attempt": result.attempt,
+            "deliveries": result.deliveries,
+            "error_kind": result.error_kind,
+        },
+    )
+
+
+def execute(
+    raw: Any, kind: str, deliveries: int, settings: Settings, executor: Executor
+) -> RunResult:
+    """Run ``raw`` (a run request as received) and publish its result.
+
+    Raises ``MessageError`` for a message no retry will fix, and whatever publishing
+    raises when SQS cannot take the result; both leave the message to SQS.
+    """
+    try:
+        request, check = decode(raw, kind)
+    except MessageError as exc:
+        log.error("rejected a %s run request (delivery %d): %s", kind, deliveries, exc,
+                  extra={"deliveries": deliveries, "reason": str(exc)})
+        raise
+    result = executor(check, request, deliveries)
+    publish_result(result, settings)
+    log_run(result)
+    return result

@@ -1,0 +1,234 @@
+"""SQS, as synmon uses it: clients, queue URLs, queue creation, batched sends.
+
+Run requests are Celery task messages, but the dispatcher sends them itself with
+``SendMessageBatch`` (10 a call) instead of one ``SendMessage`` per message through
+kombu; ``celery_task_body`` builds exactly the body kombu's SQS transport would, and a
+test keeps an unmodified Celery worker consuming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from config.queues import QueueSpec, all_queues
+from config.settings import Settings
+
+SEND_BATCH_SIZE = 10
+MAX_DELAY_SECONDS = 900
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+ORIGIN = f"synmon@{socket.gethostname()}"
+
+_clients: dict[tuple[int, str | None, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def client(settings: Settings) -> Any:
+    """A boto3 SQS client for this process (a forked child makes its own)."""
+    key = (os.getpid(), settings.sqs_endpoint, settings.sqs_region)
+    with _clients_lock:
+        if key not in _clients:
+            kwargs: dict[str, Any] = {
+                "region_name": settings.sqs_region,
+                "config": Config(
+                    connect_timeout=5,
+                    read_timeout=max(10, settings.sqs_wait_time_seconds + 5),
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    max_pool_connections=32,
+                ),
+            }
+            if settings.sqs_endpoint:
+                kwargs.update(
+                    endpoint_url=settings.sqs_endpoint,
+                    aws_access_key_id="test",
+                    aws_secret_access_key="test",  # noqa: S106 - local endpoints take any key
+                )
+            _clients[key] = boto3.session.Session().client("sqs", **kwargs)
+        return _clients[key]
+
+
+class QueueUrls:
+    """Queue name -> URL, from the configured prefix or asked of SQS once per name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._urls: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        url = self._urls.get(name)
+        if url is None:
+            if self.settings.sqs_queue_url_prefix:
+                url = self.settings.sqs_queue_url_prefix + name
+            else:
+                url = client(self.settings).get_queue_url(QueueName=name)["QueueUrl"]
+            self._urls[name] = url
+        return url
+
+    def all(self, names: Iterable[str]) -> dict[str, str]:
+        return {name: self(name) for name in names}
+
+
+_url_caches: dict[tuple[int, Settings], QueueUrls] = {}
+
+
+def queue_urls(settings: Settings) -> QueueUrls:
+    key = (os.getpid(), settings)
+    if key not in _url_caches:
+        _url_caches[key] = QueueUrls(settings)
+    return _url_caches[key]
+
+
+def _arn(attributes: dict[str, str]) -> str:
+    return attributes["QueueArn"]
+
+
+def create_queue(settings: Settings, spec: QueueSpec) -> str:
+    """Create (or bring up to date) one queue and its dead-letter queue. Idempotent."""
+    sqs = client(settings)
+    dlq_url = sqs.create_queue(
+        QueueName=spec.dead_letter,
+        Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
+    )["QueueUrl"]
+    dlq_arn = _arn(
+        sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]
+    )
+    attributes = {
+        "VisibilityTimeout": str(spec.visibility_timeout),
+        "ReceiveMessageWaitTimeSeconds": str(settings.sqs_wait_time_seconds),
+        "MessageRetentionPeriod": str(4 * 24 * 3600),
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(spec.max_receive_count)}
+        ),
+    }
+    try:
+        url: str = sqs.create_queue(QueueName=spec.name, Attributes=attributes)["QueueUrl"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("QueueAlreadyExists", "QueueNameExists"):
+            raise
+        url = sqs.get_queue_url(QueueName=spec.name)["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return url
+
+
+def create_queues(settings: Settings, locations: Sequence[str] | None = None) -> list[QueueSpec]:
+    specs = all_queues(settings, tuple(locations) if locations else None)
+    for spec in specs:
+        create_queue(settings, spec)
+    return specs
+
+
+def celery_task_body(
+    task_name: str,
+    args: Sequence[Any],
+    queue: str,
+    task_id: str | None = None,
+    time_limits: tuple[float | None, float | None] = (None, None),
+) -> str:
+    """The SQS body kombu would write for ``task.apply_async(args, queue=queue)``.
+
+    Celery protocol 2 (headers, then ``[args, kwargs, embed]`` as JSON), wrapped in
+    kombu's virtual-transport envelope with a base64 body, the whole base64-encoded as
+    kombu's SQS transport does by default.
+    """
+    task_id = task_id or str(uuid.uuid4())
+    body = json.dumps(
+        [list(args), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}],
+        separators=(",", ":"),
+    )
+    envelope = {
+        "body": base64.b64encode(body.encode()).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            "lang": "py",
+            "task": task_name,
+            "id": task_id,
+            "shadow": None,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": list(time_limits),
+            "root_id": task_id,
+            "parent_id": None,
+            "argsrepr": f"({args[0].get('run_id', '...') if args and isinstance(args[0], dict) else '...'},)",
+            "kwargsrepr": "{}",
+            "origin": ORIGIN,
+            "ignore_result": True,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
+        },
+        "properties": {
+            "correlation_id": task_id,
+            "reply_to": "",
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return base64.b64encode(json.dumps(envelope, separators=(",", ":")).encode()).decode()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    queue: str
+    body: str
+    delay_seconds: int = 0
+
+
+class SendFailed(RuntimeError):
+    """SQS refused some messages of a batch; none of the batch counts as sent."""
+
+
+class BatchSender:
+    """Sends messages with ``SendMessageBatch``, ten to a call, grouped by queue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.urls = queue_urls(settings)
+
+    def send(self, messages: Iterable[Outgoing]) -> int:
+        by_queue: dict[str, list[Outgoing]] = defaultdict(list)
+        for message in messages:
+            by_queue[message.queue].append(message)
+        sqs = client(self.settings)
+        sent = 0
+        for queue, items in by_queue.items():
+            url = self.urls(queue)
+            for start in range(0, len(items), SEND_BATCH_SIZE):
+                chunk = items[start : start + SEND_BATCH_SIZE]
+                entries = [
+                    {
+                        "Id": str(index),
+                        "MessageBody": item.body,
+                        **(
+                            {"DelaySeconds": min(MAX_DELAY_SECONDS, item.delay_seconds)}
+                            if item.delay_seconds > 0
+                            else {}
+                        ),
+                    }
+                    for index, item in enumerate(chunk)
+                ]
+                response = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+                failed = response.get("Failed") or []
+                if failed:
+                    reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed[:3])
+                    raise SendFailed(f"{len(failed)} message(s) refused by {queue}: {reasons}")
+                sent += len(chunk)
+        return sent

@@ -1,0 +1,22 @@
+"""The HTTP check task: ``synmon.run_http(run_request)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.celery import app
+from app.http_check import run_http_check
+from app.runner import execute
+from app.worker import guard_for, receive_count
+from config.settings import get_settings
+
+
+@app.task(name="synmon.run_http", bind=True)
+def run_http(self: Any, request: dict[str, Any]) -> str:
+    settings = get_settings()
+    guard = guard_for(settings)
+    result = execute(
+        request, "http", receive_count(self.request), settings,
+        lambda check, run, deliveries: run_http_check(check, run, settings, guard, deliveries),
+    )
+    return result.status

@@ -1,0 +1,139 @@
+"""Real HTTP and HTTPS servers on 127.0.0.1 for checks to run against."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import trustme
+
+
+class TargetHandler(BaseHTTPRequestHandler):
+    """A target with one route per behaviour a check must cope with."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    server: TargetServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+        pass
+
+    def _send(self, status: int, body: bytes = b"", content_type: str = "text/plain",
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _route(self) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        path = parts.path
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.hits.append({"method": self.command, "path": self.path,
+                                 "headers": dict(self.headers), "body": body})
+        if path == "/ok":
+            self._send(200, b"ok, all fine")
+        elif path == "/json":
+            document = {"status": "ok", "count": 3, "items": [1, 2, 3], "nested": {"flag": True},
+                        "missing": None, "empty": ""}
+            self._send(200, json.dumps(document).encode(), "application/json; charset=utf-8",
+                       {"X-Request-Id": "abc123"})
+        elif path.startswith("/status/"):
+            self._send(int(path.rsplit("/", 1)[1]), b"status page")
+        elif path == "/slow":
+            time.sleep(float(query.get("delay", "1")))
+            self._send(200, b"slow but ok")
+        elif path == "/redirect":
+            self._send(int(query.get("code", "302")), b"", headers={"Location": query["to"]})
+        elif path == "/big":
+            self._send(200, b"x" * int(query.get("size", "1000000")))
+        elif path == "/trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):
+                self.wfile.write(b"y")
+                self.wfile.flush()
+                time.sleep(0.01)
+        elif path == "/auth":
+            expected = "Basic " + base64.b64encode(b"monitor:" + query.get("pw", "hunter22").encode()).decode()
+            if self.headers.get("Authorization") == expected:
+                self._send(200, b"welcome")
+            else:
+                self._send(401, b"who are you", headers={"WWW-Authenticate": 'Basic realm="t"'})
+        elif path == "/echo":
+            document = {"method": self.command, "query": query, "headers": dict(self.headers),
+                        "body": body.decode(errors="replace")}
+            self._send(200, json.dumps(document).encode(), "application/json")
+        elif path == "/hang":
+            time.sleep(float(query.get("delay", "30")))
+            self._send(200, b"too late")
+        else:
+            self._send(404, b"not found")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _route
+
+
+class TargetServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), TargetHandler)
+        self.hits: list[dict[str, Any]] = []
+        self.scheme = "http"
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def url(self, path: str = "/") -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+
+@contextmanager
+def serving(server: TargetServer) -> Iterator[TargetServer]:
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def http_target() -> Iterator[TargetServer]:
+    with serving(TargetServer()) as server:
+        yield server
+
+
+@contextmanager
+def https_target(ca: trustme.CA, not_after_days: int = 90) -> Iterator[TargetServer]:
+    import datetime
+
+    server = TargetServer()
+    server.scheme = "https"
+    cert = ca.issue_cert(
+        "127.0.0.1", "localhost",
+        not_after=datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=not_after_days),
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    with serving(server) as running:
+        yield running
