@@ -26,7 +26,7 @@ from requests.exceptions import (
 
 from app import assertions as engine
 from app.checks.models import Assertion, Check
-from app.http_transport import GuardedAdapter, Probe, current_probe, days_until
+from app.http_transport import GuardedAdapter, Probe, current_probe, days_until, watchdog
 from app.messages import RunRequest, RunResult
 from app.outcome import (
     ASSERTION,
@@ -156,6 +156,7 @@ def run_http_check(
         url = prepared_request.url
         prepared = session.prepare_request(prepared_request)
         redirects = 0
+        alarm = watchdog.arm(deadline, probe.abort)
         try:
             while True:
                 remaining = max(0.001, deadline - time.perf_counter())
@@ -180,14 +181,19 @@ def run_http_check(
         except ForbiddenTarget as exc:
             observation.fail(FORBIDDEN, str(exc))
         except _Deadline:
-            observation.fail(TIMEOUT, f"response not complete within the timeout of {spec.timeout:g}s")
+            observation.fail(TIMEOUT, f"no complete response within the timeout of {spec.timeout:g}s")
         except TooManyRedirects as exc:
             observation.fail(NETWORK, str(exc))
         except InvalidURL as exc:
             observation.fail(CONFIG, f"invalid URL: {exc}")
         except (requests.RequestException, OSError) as exc:
-            kind, message = _network_error(exc, url or spec.url)
-            observation.fail(kind, message)
+            if time.perf_counter() >= deadline:
+                observation.fail(TIMEOUT, f"no complete response within the timeout of {spec.timeout:g}s")
+            else:
+                kind, message = _network_error(exc, url or spec.url)
+                observation.fail(kind, message)
+        finally:
+            watchdog.disarm(alarm)
         observation.stop()
         _record_timings(observation, probe)
         if observation.error is None and response is not None:

@@ -8,8 +8,13 @@ and the server certificate, into the ``Probe`` of the run in progress.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
 import ssl
+import threading
+from collections.abc import Callable
+from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +41,13 @@ class Probe:
     connections: int = 0
     remote_address: str | None = None
     certificate_not_after: datetime | None = None
-    errors: list[str] = field(default_factory=list)
+    sockets: list[socket.socket] = field(default_factory=list)
+
+    def abort(self) -> None:
+        """Cut every connection of the run: a blocked read returns at once."""
+        for sock in self.sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 current_probe: ContextVar[Probe] = ContextVar("current_probe")
@@ -84,6 +95,7 @@ class _GuardedConnectionMixin:
                 continue
             probe.connect_ms += (perf_counter() - resolved) * 1000
             probe.connections += 1
+            probe.sockets.append(sock)
             probe.remote_address = address
             return sock
         raise NewConnectionError(self, f"connection to {self.host} failed: {last_error}")
@@ -116,6 +128,13 @@ class GuardedHTTPPool(HTTPConnectionPool):
 class GuardedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = GuardedHTTPSConnection
 
+    def _validate_conn(self, conn: Any) -> None:
+        # urllib3 warns about every unverified request; skip_tls_verify is the check
+        # author's explicit choice, and the warning would fill the worker's log.
+        HTTPConnectionPool._validate_conn(self, conn)
+        if not getattr(conn, "sock", None):
+            conn.connect()
+
 
 class GuardedAdapter(HTTPAdapter):
     def init_poolmanager(
@@ -128,6 +147,62 @@ class GuardedAdapter(HTTPAdapter):
             "http": GuardedHTTPPool,
             "https": GuardedHTTPSPool,
         }
+
+
+class Watchdog:
+    """One thread per process that calls a function when its deadline passes.
+
+    Socket timeouts bound each read, not a whole response: a server that trickles a
+    byte every few milliseconds would hold a check far past its timeout. The watchdog
+    aborts the run's connections at the deadline instead, at the cost of one heap entry
+    per run rather than one thread.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._counter = itertools.count()
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def arm(self, deadline: float, callback: Callable[[], None]) -> int:
+        import os
+
+        with self._condition:
+            if self._thread is None or self._pid != os.getpid():  # not inherited by a fork
+                self._heap, self._cancelled, self._pid = [], set(), os.getpid()
+                self._thread = threading.Thread(target=self._run, name="synmon-watchdog", daemon=True)
+                self._thread.start()
+            token = next(self._counter)
+            heapq.heappush(self._heap, (deadline, token, callback))
+            self._condition.notify()
+            return token
+
+    def disarm(self, token: int) -> None:
+        with self._condition:
+            self._cancelled.add(token)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._heap:
+                    self._condition.wait()
+                deadline, token, callback = self._heap[0]
+                delay = deadline - perf_counter()
+                if token in self._cancelled:
+                    heapq.heappop(self._heap)
+                    self._cancelled.discard(token)
+                    continue
+                if delay > 0:
+                    self._condition.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+            with suppress(Exception):
+                callback()
+
+
+watchdog = Watchdog()
 
 
 def days_until(moment: datetime, now: datetime | None = None) -> float:

@@ -51,7 +51,7 @@ class TargetHandler(BaseHTTPRequestHandler):
             document = {"status": "ok", "count": 3, "items": [1, 2, 3], "nested": {"flag": True},
                         "missing": None, "empty": ""}
             self._send(200, json.dumps(document).encode(), "application/json; charset=utf-8",
-                       {"X-Request-Id": "abc123"})
+                       {"X-Request-Id": "abc123", "Set-Cookie": "session=very-secret"})
         elif path.startswith("/status/"):
             self._send(int(path.rsplit("/", 1)[1]), b"status page")
         elif path == "/slow":
@@ -100,6 +100,9 @@ class TargetServer(ThreadingHTTPServer):
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that give up mid-response (timeouts under test) are expected
 
     def url(self, path: str = "/") -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"
