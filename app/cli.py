@@ -250,5 +250,39 @@ def _run_document(row: object) -> dict[str, object]:
     }
 
 
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def up(paths: tuple[Path, ...]) -> None:
+    """Run the whole system on this machine: storage, SQS endpoint, workers, scheduler,
+    ingest, status page (and Flower with SYNMON_EVENTS_URL). Syncs PATHS first."""
+    from app.local import UpError
+    from app.local import up as run_up
+
+    settings_or_exit()
+    try:
+        sys.exit(run_up(list(paths)))
+    except UpError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+def web() -> None:
+    """The status page, JSON API and /metrics (SYNMON_WEB_ADDRESS:SYNMON_WEB_PORT)."""
+    import signal
+    import threading
+
+    from app.metrics import Metrics
+    from app.web import StatusApp, serve
+
+    settings = settings_or_exit()
+    server, _ = serve(StatusApp(settings, Metrics(settings).render), settings.web_address, settings.web_port)
+    click.echo(f"status page on http://{settings.web_address}:{settings.web_port}/")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+
+
 if __name__ == "__main__":
     main()

@@ -133,7 +133,7 @@ def run_http_check(
     spec = check.request
     assert spec is not None, "run_http_check needs an http check"
     observation = Observation(started_at=datetime.now(UTC))
-    placeholders = Placeholders(settings.variables)
+    placeholders = Placeholders(settings.variables, settings.public_variables)
     secrets: set[str] = set()
     probe = Probe(guard=guard)
     token = current_probe.set(probe)

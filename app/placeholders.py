@@ -1,8 +1,10 @@
 """``{{NAME}}`` placeholders in check definitions, filled in on the worker at run time.
 
-Values come from the worker's ``SYNMON_VAR_NAME`` environment variables (read by
-``config``), never from the rest of the environment: a check author must not be able
-to read ``AWS_SECRET_ACCESS_KEY`` by writing ``{{AWS_SECRET_ACCESS_KEY}}`` into a URL.
+Values come from the worker's ``SYNMON_VAR_NAME`` (secret) and ``SYNMON_PUBLIC_VAR_NAME``
+(plain) environment variables, read by ``config``, never from the rest of the
+environment: a check author must not be able to read ``AWS_SECRET_ACCESS_KEY`` by
+writing ``{{AWS_SECRET_ACCESS_KEY}}`` into a URL. The secret values a run used are
+collected, so that the result can be scrubbed of them.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ class UndefinedVariable(LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(
-            f"placeholder {{{{{name}}}}} has no value: set SYNMON_VAR_{name} on the workers"
+            f"placeholder {{{{{name}}}}} has no value: set SYNMON_VAR_{name} "
+            f"(or SYNMON_PUBLIC_VAR_{name}) on the workers"
         )
 
 
 class Placeholders:
-    """Fills placeholders and remembers which values it used (they are secrets)."""
+    """Fills placeholders and remembers which secret values it used."""
 
-    def __init__(self, variables: Mapping[str, str]) -> None:
-        self.variables = variables
+    def __init__(self, secrets: Mapping[str, str], public: Mapping[str, str] | None = None) -> None:
+        self.secrets = secrets
+        self.public = public or {}
         self.used: set[str] = set()
 
     def text(self, template: str) -> str:
@@ -34,11 +38,13 @@ class Placeholders:
 
         def substitute(match: Any) -> str:
             name = match.group(1)
-            if name not in self.variables:
-                raise UndefinedVariable(name)
-            value = self.variables[name]
-            self.used.add(value)
-            return value
+            if name in self.secrets:
+                value = self.secrets[name]
+                self.used.add(value)
+                return value
+            if name in self.public:
+                return self.public[name]
+            raise UndefinedVariable(name)
 
         return PLACEHOLDER_RE.sub(substitute, template)
 

@@ -21,7 +21,8 @@ ENVIRONMENTS: tuple[Environment, ...] = ("dev", "test", "prod")
 CURRENT_MESSAGE_VERSION = 2
 SUPPORTED_MESSAGE_VERSIONS = (1, 2)
 
-VARIABLE_PREFIX = "SYNMON_VAR_"
+SECRET_PREFIX = "SYNMON_VAR_"
+PUBLIC_PREFIX = "SYNMON_PUBLIC_VAR_"
 _LOCATION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 
@@ -80,8 +81,10 @@ class Settings:
     metrics_port: int | None = None
     smtp_url: str = "smtp://127.0.0.1:25"
     email_from: str = "synmon@localhost"
-    # Values for {{NAME}} placeholders, from SYNMON_VAR_NAME. Treated as secrets.
+    # Values for {{NAME}} placeholders. From SYNMON_VAR_NAME: secrets, redacted from every
+    # result and log line. From SYNMON_PUBLIC_VAR_NAME: plain values, shown as they are.
     variables: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    public_variables: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def sqlite(self) -> bool:
@@ -301,10 +304,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("SYNMON_DATABASE_URL: SYNMON_ENV=prod needs Postgres, not SQLite")
 
     values["variables"] = {
-        name[len(VARIABLE_PREFIX) :]: value
+        name[len(SECRET_PREFIX) :]: value
         for name, value in env_vars.items()
-        if name.startswith(VARIABLE_PREFIX) and len(name) > len(VARIABLE_PREFIX)
+        if name.startswith(SECRET_PREFIX) and len(name) > len(SECRET_PREFIX)
     }
+    values["public_variables"] = {
+        name[len(PUBLIC_PREFIX) :]: value
+        for name, value in env_vars.items()
+        if name.startswith(PUBLIC_PREFIX) and len(name) > len(PUBLIC_PREFIX)
+    }
+    both = set(values["variables"]) & set(values["public_variables"])  # type: ignore[call-overload]
+    if both:
+        raise ConfigError(
+            f"{SECRET_PREFIX}{min(both)} and {PUBLIC_PREFIX}{min(both)} are both set: "
+            "a placeholder is either secret or public"
+        )
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
 

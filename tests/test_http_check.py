@@ -165,7 +165,9 @@ def test_basic_auth_with_a_placeholder_password(target: TargetServer) -> None:
 def test_an_undefined_placeholder_fails_the_check_clearly(target: TargetServer) -> None:
     result = run({"request": {"url": target.url("/ok"), "headers": {"A": "{{MISSING}}"}}})
     assert result.status == "failed" and result.error_kind == "config"
-    assert result.error == "placeholder {{MISSING}} has no value: set SYNMON_VAR_MISSING on the workers"
+    assert result.error == (
+        "placeholder {{MISSING}} has no value: set SYNMON_VAR_MISSING (or SYNMON_PUBLIC_VAR_MISSING) on the workers"
+    )
     assert target.hits == [] or target.hits[-1]["headers"].get("A") != "{{MISSING}}"
 
 

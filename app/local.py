@@ -1,0 +1,214 @@
+"""``synmon up``: the whole system on one machine, with nothing to install or configure.
+
+One supervisor process holds an SQS-compatible endpoint (moto, in-process, on
+loopback) and the status page, and starts the real processes as children: one worker
+per kind and location, the scheduler, ingest and Flower. Storage is a SQLite file in
+the data folder. Ctrl-C (or SIGTERM) stops the children gracefully, then the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from config.settings import Settings, load_settings, reset_settings
+
+
+class UpError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_free(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+    restarts: int = 0
+
+
+@dataclass
+class Local:
+    settings: Settings
+    env: dict[str, str]
+    children: list[Child] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    moto: Any = None
+    web: Any = None
+    web_url: str = ""
+    flower_url: str | None = None
+
+
+def start_sqs_endpoint() -> tuple[Any, str]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise UpError("the embedded SQS endpoint needs moto: pip install 'synmon[local]'") from None
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
+    """Start the endpoint and the status page, migrate, create queues, sync the checks."""
+    from app.checks.loader import load_definitions
+    from app.checks.sync import sync
+    from app.metrics import Metrics
+    from app.sqs import create_queues
+    from app.storage.db import migrate, sessions
+    from app.web import StatusApp, serve
+
+    env = dict(base_env)
+    settings = load_settings(env)
+    if not _port_free(settings.web_address, settings.web_port):
+        raise UpError(
+            f"port {settings.web_port} on {settings.web_address} is taken; "
+            "set SYNMON_WEB_PORT to another port"
+        )
+    moto, endpoint = start_sqs_endpoint()
+    demo_host = f"{settings.web_address}:{settings.web_port}"
+    allowed = [*settings.allowed_targets, demo_host]
+    env.update(
+        SYNMON_SQS_ENDPOINT=endpoint,
+        SYNMON_DATA_DIR=str(settings.data_dir.resolve()),
+        SYNMON_DATABASE_URL=settings.database_url,
+        SYNMON_PUBLIC_VAR_DEMO_HOST=demo_host,
+        SYNMON_ALLOWED_TARGETS=",".join(allowed),
+    )
+    settings = load_settings(env)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.database_url)
+    create_queues(settings)
+    for path in paths:
+        definitions = load_definitions(path, settings)
+        with sessions(settings.database_url)() as session:
+            print(sync(session, definitions).summary(applied=True))
+    metrics = Metrics(settings)
+    web, _thread = serve(StatusApp(settings, metrics.render), settings.web_address, settings.web_port)
+    local = Local(settings=settings, env=env, moto=moto, web=web)
+    local.web_url = f"http://{demo_host}/"
+    return local
+
+
+def plan_children(local: Local) -> list[Child]:
+    settings = local.settings
+    cli = [sys.executable, "-m", "app.cli"]
+    children = []
+    browsers = Path(settings.chromium_path).exists() or shutil.which("chromium") is not None
+    for location in settings.locations:
+        children.append(Child(f"worker-http-{location}", [*cli, "worker", "-l", location, "-k", "http", "-c", "2"]))
+        if browsers:
+            children.append(
+                Child(f"worker-browser-{location}", [*cli, "worker", "-l", location, "-k", "browser", "-c", "1"])
+            )
+    children.append(Child("beat", [*cli, "beat"]))
+    children.append(Child("ingest", [*cli, "ingest"]))
+    if settings.events_url is not None:
+        children.append(Child("flower", [*cli, "flower"]))
+        local.flower_url = f"http://{settings.flower_address}:{settings.flower_port}/"
+    return children
+
+
+def start_child(local: Local, child: Child) -> None:
+    logs = local.settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    child.log = open(logs / f"{child.name}.log", "ab")  # noqa: SIM115 - closed in shutdown
+    child.process = subprocess.Popen(
+        child.argv, env=local.env, stdout=child.log, stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the children in order
+    )
+
+
+def banner(local: Local) -> str:
+    settings = local.settings
+    lines = [
+        "",
+        "synmon is up.",
+        f"  status page   {local.web_url}",
+        f"  JSON API      {local.web_url}api/checks",
+        f"  metrics       {local.web_url}metrics",
+        f"  Flower        {local.flower_url or 'off (set SYNMON_EVENTS_URL to a Redis URL to start it)'}",
+        f"  database      {settings.database_url}",
+        f"  SQS endpoint  {settings.sqs_endpoint}",
+        f"  logs          {settings.data_dir / 'logs'}",
+        "  results       synmon runs --since 10m   (with this environment:",
+        f"                SYNMON_DATA_DIR={settings.data_dir} SYNMON_SQS_ENDPOINT={settings.sqs_endpoint})",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def shutdown(local: Local, grace: float = 60.0) -> None:
+    for child in reversed(local.children):
+        if child.process is not None and child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in local.children:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait(timeout=10)
+        if child.log is not None:
+            child.log.close()
+    if local.web is not None:
+        local.web.shutdown()
+    if local.moto is not None:
+        local.moto.stop()
+
+
+def up(paths: list[Path], base_env: dict[str, str] | None = None) -> int:
+    reset_settings()
+    local = prepare(paths, dict(os.environ if base_env is None else base_env))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: local.stop.set())
+    local.children = plan_children(local)
+    try:
+        for child in local.children:
+            start_child(local, child)
+        print(banner(local), flush=True)
+        while not local.stop.wait(1.0):
+            for child in local.children:
+                assert child.process is not None
+                if child.process.poll() is not None:
+                    # A crashed child comes back, a few times; then synmon up gives up loudly.
+                    if child.restarts >= 5:
+                        print(f"{child.name} keeps exiting; see its log. Stopping.", file=sys.stderr)
+                        local.stop.set()
+                        break
+                    print(f"{child.name} exited ({child.process.returncode}); restarting", file=sys.stderr)
+                    child.restarts += 1
+                    start_child(local, child)
+    finally:
+        print("stopping synmon ...", flush=True)
+        shutdown(local)
+        print("stopped.", flush=True)
+    return 0
