@@ -36,12 +36,20 @@ def trigger(
         definition, locations = row.definition, list(row.locations)
     if location is not None:
         if location not in settings.locations:
-            raise UnknownCheck(f"no location {location!r}; this installation runs {settings.locations}")
+            raise UnknownCheck(
+                f"no location {location!r}; this installation runs {settings.locations}"
+            )
         locations = [location]
     now = datetime.now(UTC)
     requests = [
-        RunRequest(run_id=uuid.uuid4(), check=definition, location=loc, scheduled_at=now,
-                   trigger="manual", dispatched_at=now)
+        RunRequest(
+            run_id=uuid.uuid4(),
+            check=definition,
+            location=loc,
+            scheduled_at=now,
+            trigger="manual",
+            dispatched_at=now,
+        )
         for loc in locations
     ]
     BatchSender(settings).send([run_request_message(r, settings) for r in requests])
@@ -59,7 +67,9 @@ def wait_for_runs(
     while True:
         with Session() as session:
             rows = session.scalars(
-                select(CheckRunRow).where(CheckRunRow.root_run_id.in_(wanted)).order_by(CheckRunRow.id)
+                select(CheckRunRow)
+                .where(CheckRunRow.root_run_id.in_(wanted))
+                .order_by(CheckRunRow.id)
             ).all()
         done = {r.root_run_id for r in rows if r.final}
         if done >= wanted or time.monotonic() > deadline:

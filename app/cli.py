@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from config.settings import ConfigError, Settings, get_settings
+
+if TYPE_CHECKING:
+    from app.storage.models import CheckRunRow
 
 
 def settings_or_exit() -> Settings:
@@ -63,11 +67,25 @@ def sync(path: Path, dry_run: bool) -> None:
     click.echo(plan.summary(applied=not dry_run))
 
 
-def _celery_argv(settings: Settings, queues: list[str], name: str, concurrency: int,
-                 pool: str = "prefork") -> list[str]:
+def _celery_argv(
+    settings: Settings, queues: list[str], name: str, concurrency: int, pool: str = "prefork"
+) -> list[str]:
     argv = [
-        "worker", "-Q", ",".join(queues), "-n", name, "-c", str(concurrency), "-P", pool,
-        "-O", "fair", "--without-gossip", "--without-mingle", "-l", settings.log_level,
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        name,
+        "-c",
+        str(concurrency),
+        "-P",
+        pool,
+        "-O",
+        "fair",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        settings.log_level,
     ]
     if settings.events_url is None:
         argv.append("--without-heartbeat")  # heartbeats are events; SQS carries none
@@ -77,7 +95,9 @@ def _celery_argv(settings: Settings, queues: list[str], name: str, concurrency: 
 @main.command()
 @click.option("--location", "-l", required=True, help="The location (region) this worker serves.")
 @click.option("--kind", "-k", type=click.Choice(["http", "browser"]), required=True)
-@click.option("--concurrency", "-c", type=int, default=None, help="Processes (default from settings).")
+@click.option(
+    "--concurrency", "-c", type=int, default=None, help="Processes (default from settings)."
+)
 def worker(location: str, kind: str, concurrency: int | None) -> None:
     """A Celery worker for one location and kind of check."""
     from app.celery import app as celery_app
@@ -156,7 +176,9 @@ def queues(create: bool, as_json: bool) -> None:
     click.echo(f"{'queue':<48} {'visible':>8} {'in flight':>10} {'delayed':>8} {'oldest':>8}")
     for item in stats:
         age = "-" if item.oldest_age_s is None else f"{item.oldest_age_s:.0f}s"
-        click.echo(f"{item.name:<48} {item.visible:>8} {item.in_flight:>10} {item.delayed:>8} {age:>8}")
+        click.echo(
+            f"{item.name:<48} {item.visible:>8} {item.in_flight:>10} {item.delayed:>8} {age:>8}"
+        )
 
 
 @main.command()
@@ -187,13 +209,12 @@ def run(check_id: str, location: str | None, wait: bool, timeout: float) -> None
         sys.exit(1)
 
 
-def _run_line(row: object) -> str:
-    r = row  # CheckRunRow
-    attempt = f" attempt {r.attempt}" if r.attempt > 1 else ""  # type: ignore[attr-defined]
-    error = f"  {r.error}" if r.error else ""  # type: ignore[attr-defined]
+def _run_line(row: CheckRunRow) -> str:
+    attempt = f" attempt {row.attempt}" if row.attempt > 1 else ""
+    error = f"  {row.error}" if row.error else ""
     return (
-        f"{r.started_at:%Y-%m-%d %H:%M:%S} {r.check_id:<24} {r.location:<12} "  # type: ignore[attr-defined]
-        f"{r.status:<9} {r.duration_ms:>8.0f} ms{attempt}{error}"  # type: ignore[attr-defined]
+        f"{row.started_at:%Y-%m-%d %H:%M:%S} {row.check_id:<24} {row.location:<12} "
+        f"{row.status:<9} {row.duration_ms:>8.0f} ms{attempt}{error}"
     )
 
 
@@ -229,25 +250,12 @@ def runs(check_id: str | None, since: str, limit: int, as_json: bool) -> None:
     with sessions(settings.database_url)() as session:
         rows = session.scalars(query).all()
     if as_json:
-        click.echo(json.dumps([_run_document(r) for r in rows], indent=2, default=str))
+        from app.web import run_document
+
+        click.echo(json.dumps([run_document(r, full=True) for r in rows], indent=2, default=str))
     else:
         for row in rows:
             click.echo(_run_line(row))
-
-
-def _run_document(row: object) -> dict[str, object]:
-    from app.storage.models import CheckRunRow
-
-    assert isinstance(row, CheckRunRow)
-    return {
-        "run_id": str(row.run_id), "check_id": row.check_id, "location": row.location,
-        "kind": row.kind, "status": row.status, "attempt": row.attempt, "final": row.final,
-        "root_run_id": str(row.root_run_id), "scheduled_at": row.scheduled_at.isoformat(),
-        "started_at": row.started_at.isoformat(), "duration_ms": row.duration_ms,
-        "timings": row.timings, "assertions": row.assertions, "error": row.error,
-        "response": row.response, "artifacts": row.artifacts,
-        "worker_version": row.worker_version, "worker_host": row.worker_host,
-    }
 
 
 @main.command()
@@ -275,7 +283,9 @@ def web() -> None:
     from app.web import StatusApp, serve
 
     settings = settings_or_exit()
-    server, _ = serve(StatusApp(settings, Metrics(settings).render), settings.web_address, settings.web_port)
+    server, _ = serve(
+        StatusApp(settings, Metrics(settings).render), settings.web_address, settings.web_port
+    )
     click.echo(f"status page on http://{settings.web_address}:{settings.web_port}/")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -63,7 +63,9 @@ def time_limits(settings: Settings, kind: Kind) -> tuple[float, float]:
     return longest + settings.sqs_visibility_margin - 2, longest + 5
 
 
-def run_request_message(request: RunRequest, settings: Settings, delay_seconds: int = 0) -> Outgoing:
+def run_request_message(
+    request: RunRequest, settings: Settings, delay_seconds: int = 0
+) -> Outgoing:
     kind: Kind = "browser" if request.kind == "browser" else "http"
     queue = queue_name(settings, "run", request.location, kind)
     body = celery_task_body(
@@ -132,8 +134,13 @@ def dispatch_due(
             break
     if total.runs:
         log.info(
-            "dispatched %d run(s) of %d check(s)", total.runs, total.checks,
-            extra={"runs": total.runs, "checks": total.checks,
-                   "max_lag_s": round(max(total.lags_s), 3) if total.lags_s else 0.0},
+            "dispatched %d run(s) of %d check(s)",
+            total.runs,
+            total.checks,
+            extra={
+                "runs": total.runs,
+                "checks": total.checks,
+                "max_lag_s": round(max(total.lags_s), 3) if total.lags_s else 0.0,
+            },
         )
     return total

@@ -49,7 +49,7 @@ DEFAULT_ASSERTION = Assertion(source="status_code", comparison="less_than", targ
 USER_AGENT = "synmon (+https://github.com/synmon/synmon)"
 
 
-class _Deadline(Exception):  # noqa: N818 - internal signal, never escapes
+class _Deadline(Exception):
     pass
 
 
@@ -181,14 +181,18 @@ def run_http_check(
         except ForbiddenTarget as exc:
             observation.fail(FORBIDDEN, str(exc))
         except _Deadline:
-            observation.fail(TIMEOUT, f"no complete response within the timeout of {spec.timeout:g}s")
+            observation.fail(
+                TIMEOUT, f"no complete response within the timeout of {spec.timeout:g}s"
+            )
         except TooManyRedirects as exc:
             observation.fail(NETWORK, str(exc))
         except InvalidURL as exc:
             observation.fail(CONFIG, f"invalid URL: {exc}")
         except (requests.RequestException, OSError) as exc:
             if time.perf_counter() >= deadline:
-                observation.fail(TIMEOUT, f"no complete response within the timeout of {spec.timeout:g}s")
+                observation.fail(
+                    TIMEOUT, f"no complete response within the timeout of {spec.timeout:g}s"
+                )
             else:
                 kind, message = _network_error(exc, url or spec.url)
                 observation.fail(kind, message)
@@ -218,7 +222,7 @@ def _follow(
     method = previous.method or "GET"
     body = previous.body
     headers = dict(previous.headers)
-    if response.status_code == 303 and method != "HEAD" or (
+    if (response.status_code == 303 and method != "HEAD") or (
         response.status_code in (301, 302) and method == "POST"
     ):
         method, body = "GET", None
@@ -244,7 +248,9 @@ def _record_timings(observation: Observation, probe: Probe) -> None:
     if "first_byte_ms" in timings:
         connection = probe.dns_ms + probe.connect_ms + probe.tls_ms
         timings["wait_ms"] = round(max(0.0, timings["first_byte_ms"] - connection), 2)
-        timings["download_ms"] = round(max(0.0, observation.duration_ms - timings["first_byte_ms"]), 2)
+        timings["download_ms"] = round(
+            max(0.0, observation.duration_ms - timings["first_byte_ms"]), 2
+        )
 
 
 def _assert(
@@ -311,6 +317,4 @@ def _finish(
 ) -> RunResult:
     if not observation.duration_ms:
         observation.stop()
-    return to_result(
-        check, request, observation, settings, deliveries, secrets | placeholders.used
-    )
+    return to_result(check, request, observation, settings, deliveries, secrets | placeholders.used)

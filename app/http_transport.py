@@ -101,16 +101,16 @@ class _GuardedConnectionMixin:
         raise NewConnectionError(self, f"connection to {self.host} failed: {last_error}")
 
 
-class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):  # type: ignore[misc]
+class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
     pass
 
 
-class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):  # type: ignore[misc]
+class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
     def connect(self) -> None:
         started = perf_counter()
         probe = current_probe.get()
         before = probe.dns_ms + probe.connect_ms
-        super().connect()
+        super().connect()  # type: ignore[no-untyped-call]
         elapsed = (perf_counter() - started) * 1000
         probe.tls_ms += max(0.0, elapsed - (probe.dns_ms + probe.connect_ms - before))
         sock: ssl.SSLSocket = self.sock
@@ -131,7 +131,7 @@ class GuardedHTTPSPool(HTTPSConnectionPool):
     def _validate_conn(self, conn: Any) -> None:
         # urllib3 warns about every unverified request; skip_tls_verify is the check
         # author's explicit choice, and the warning would fill the worker's log.
-        HTTPConnectionPool._validate_conn(self, conn)
+        HTTPConnectionPool._validate_conn(self, conn)  # type: ignore[attr-defined]
         if not getattr(conn, "sock", None):
             conn.connect()
 
@@ -172,7 +172,9 @@ class Watchdog:
         with self._condition:
             if self._thread is None or self._pid != os.getpid():  # not inherited by a fork
                 self._heap, self._cancelled, self._pid = [], set(), os.getpid()
-                self._thread = threading.Thread(target=self._run, name="synmon-watchdog", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="synmon-watchdog", daemon=True
+                )
                 self._thread.start()
             token = next(self._counter)
             heapq.heappush(self._heap, (deadline, token, callback))

@@ -83,6 +83,7 @@ def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
         "timings": result.timings,
         "assertions": result.assertions,
         "error": result.error,
+        "error_kind": result.error_kind,
         "response": result.response,
         "artifacts": result.artifacts,
         "worker_version": result.worker_version[:64],
@@ -126,11 +127,18 @@ def _lock_states(session: Session, check_ids: set[str], now: datetime) -> dict[s
     insert = _insert(session)
     session.execute(
         insert(CheckStateRow)
-        .values([
-            {"check_id": c, "status": "unknown", "consecutive_failures": 0, "alerting": False,
-             "updated_at": now}
-            for c in sorted(check_ids)
-        ])
+        .values(
+            [
+                {
+                    "check_id": c,
+                    "status": "unknown",
+                    "consecutive_failures": 0,
+                    "alerting": False,
+                    "updated_at": now,
+                }
+                for c in sorted(check_ids)
+            ]
+        )
         .on_conflict_do_nothing(index_elements=["check_id"])
     )
     query = select(CheckStateRow).where(CheckStateRow.check_id.in_(check_ids))
@@ -206,13 +214,15 @@ def store_results(
             trigger="retry",
             dispatched_at=now,
         )
-        outbox.append({
-            "run_id": retry.run_id,
-            "queue": run_request_message(retry, settings).queue,
-            "body": encode_run_request(retry, settings.message_version),
-            "not_before": now + timedelta(seconds=decision.delay_seconds),
-            "created_at": now,
-        })
+        outbox.append(
+            {
+                "run_id": retry.run_id,
+                "queue": run_request_message(retry, settings).queue,
+                "body": encode_run_request(retry, settings.message_version),
+                "not_before": now + timedelta(seconds=decision.delay_seconds),
+                "created_at": now,
+            }
+        )
     if outbox:
         session.execute(
             _insert(session)(OutboxRow).on_conflict_do_nothing(index_elements=["run_id"]), outbox
@@ -226,16 +236,23 @@ def store_results(
         state = states[result.check_id]
         if state.last_run_at is not None and result.started_at < state.last_run_at:
             continue  # a late result of an older run does not move the state back
-        check = known.get(result.check_id)
-        for event in apply_result(state, check, result):
-            assert check is not None
+        definition = known.get(result.check_id)
+        for event in apply_result(state, definition, result):
+            assert definition is not None
             for channel in event.channels:
-                notifications.append({
-                    "check_id": result.check_id, "channel_id": channel, "event": event.kind,
-                    "run_id": result.run_id,
-                    "payload": _notification_payload(check, result, event.kind),
-                    "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
-                })
+                notifications.append(
+                    {
+                        "check_id": result.check_id,
+                        "channel_id": channel,
+                        "event": event.kind,
+                        "run_id": result.run_id,
+                        "payload": _notification_payload(definition, result, event.kind),
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                )
         state.updated_at = now
     if notifications:
         session.execute(
@@ -258,7 +275,9 @@ def relay_outbox(
     send = send or BatchSender(settings).send
     now = datetime.now(UTC)
     with session_factory.begin() as session:
-        query = select(OutboxRow).where(OutboxRow.sent_at.is_(None)).order_by(OutboxRow.id).limit(limit)
+        query = (
+            select(OutboxRow).where(OutboxRow.sent_at.is_(None)).order_by(OutboxRow.id).limit(limit)
+        )
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = session.scalars(query).all()
@@ -286,7 +305,7 @@ class Received:
 
 
 def _poison_visibility(receive_count: int) -> int:
-    return min(30, 2 ** min(receive_count, 5))
+    return min(30, 1 << min(receive_count, 5))
 
 
 class Ingestor:
@@ -324,8 +343,11 @@ class Ingestor:
             )
             messages = response.get("Messages") or []
             batch.extend(
-                Received(m["ReceiptHandle"], m["Body"],
-                         int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
+                Received(
+                    m["ReceiptHandle"],
+                    m["Body"],
+                    int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                )
                 for m in messages
             )
             if len(messages) < 10 or time.monotonic() > deadline:
@@ -335,14 +357,19 @@ class Ingestor:
     def _reject_poison(self, poison: list[tuple[Received, str]]) -> None:
         sqs = client(self.settings)
         for message, reason in poison:
-            log.error("rejected a result message (delivery %d): %s", message.receive_count, reason,
-                      extra={"queue": self.queue, "reason": reason})
+            log.error(
+                "rejected a result message (delivery %d): %s",
+                message.receive_count,
+                reason,
+                extra={"queue": self.queue, "reason": reason},
+            )
             try:
                 sqs.change_message_visibility(
-                    QueueUrl=self.url, ReceiptHandle=message.receipt,
+                    QueueUrl=self.url,
+                    ReceiptHandle=message.receipt,
                     VisibilityTimeout=_poison_visibility(message.receive_count),
                 )
-            except Exception as exc:  # noqa: BLE001 - it comes back after its timeout anyway
+            except Exception as exc:
                 log.warning("could not change the visibility of a poison message: %s", exc)
 
     def _delete(self, messages: list[Received]) -> None:
@@ -352,9 +379,11 @@ class Ingestor:
             try:
                 response = sqs.delete_message_batch(
                     QueueUrl=self.url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)],
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)
+                    ],
                 )
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 # Stored already: when they come back, their run ids are recognised.
                 log.warning("could not delete %d stored result message(s): %s", len(chunk), exc)
                 continue
@@ -371,8 +400,11 @@ class Ingestor:
             except (OperationalError, DBAPIError) as exc:
                 if self.stop.is_set():
                     raise
-                log.warning("database unavailable, holding %d result(s): %s",
-                            len(results), str(exc).splitlines()[0])
+                log.warning(
+                    "database unavailable, holding %d result(s): %s",
+                    len(results),
+                    str(exc).splitlines()[0],
+                )
                 self.stop.wait(delay)
                 delay = min(5.0, delay * 2)
 
@@ -413,7 +445,7 @@ class Ingestor:
                     relay_outbox(self.sessions, self.settings)
                     last_relay = time.monotonic()
                 failures = 0
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive SQS and DB outages
+            except Exception as exc:
                 failures += 1
                 log.warning("ingest cycle failed (%s); retrying", exc)
                 self.stop.wait(min(10.0, 0.5 * 2 ** min(failures, 5)))

@@ -109,7 +109,9 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
         with sessions(settings.database_url)() as session:
             print(sync(session, definitions).summary(applied=True))
     metrics = Metrics(settings)
-    web, _thread = serve(StatusApp(settings, metrics.render), settings.web_address, settings.web_port)
+    web, _thread = serve(
+        StatusApp(settings, metrics.render), settings.web_address, settings.web_port
+    )
     local = Local(settings=settings, env=env, moto=moto, web=web)
     local.web_url = f"http://{demo_host}/"
     return local
@@ -121,10 +123,17 @@ def plan_children(local: Local) -> list[Child]:
     children = []
     browsers = Path(settings.chromium_path).exists() or shutil.which("chromium") is not None
     for location in settings.locations:
-        children.append(Child(f"worker-http-{location}", [*cli, "worker", "-l", location, "-k", "http", "-c", "2"]))
+        children.append(
+            Child(
+                f"worker-http-{location}", [*cli, "worker", "-l", location, "-k", "http", "-c", "2"]
+            )
+        )
         if browsers:
             children.append(
-                Child(f"worker-browser-{location}", [*cli, "worker", "-l", location, "-k", "browser", "-c", "1"])
+                Child(
+                    f"worker-browser-{location}",
+                    [*cli, "worker", "-l", location, "-k", "browser", "-c", "1"],
+                )
             )
     children.append(Child("beat", [*cli, "beat"]))
     children.append(Child("ingest", [*cli, "ingest"]))
@@ -139,8 +148,12 @@ def start_child(local: Local, child: Child) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     child.log = open(logs / f"{child.name}.log", "ab")  # noqa: SIM115 - closed in shutdown
     child.process = subprocess.Popen(
-        child.argv, env=local.env, stdout=child.log, stderr=subprocess.STDOUT,
-        start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the children in order
+        child.argv,
+        env=local.env,
+        stdout=child.log,
+        stderr=subprocess.STDOUT,
+        # Ctrl-C reaches the supervisor only; it stops the children in order.
+        start_new_session=True,
     )
 
 
@@ -152,12 +165,13 @@ def banner(local: Local) -> str:
         f"  status page   {local.web_url}",
         f"  JSON API      {local.web_url}api/checks",
         f"  metrics       {local.web_url}metrics",
-        f"  Flower        {local.flower_url or 'off (set SYNMON_EVENTS_URL to a Redis URL to start it)'}",
+        f"  Flower        {local.flower_url or 'off (SYNMON_EVENTS_URL turns it on)'}",
         f"  database      {settings.database_url}",
         f"  SQS endpoint  {settings.sqs_endpoint}",
         f"  logs          {settings.data_dir / 'logs'}",
-        "  results       synmon runs --since 10m   (with this environment:",
-        f"                SYNMON_DATA_DIR={settings.data_dir} SYNMON_SQS_ENDPOINT={settings.sqs_endpoint})",
+        "  results       synmon runs --since 10m, with this environment:",
+        f"                SYNMON_DATA_DIR={settings.data_dir}",
+        f"                SYNMON_SQS_ENDPOINT={settings.sqs_endpoint}",
         "Press Ctrl-C to stop.",
         "",
     ]
@@ -201,10 +215,15 @@ def up(paths: list[Path], base_env: dict[str, str] | None = None) -> int:
                 if child.process.poll() is not None:
                     # A crashed child comes back, a few times; then synmon up gives up loudly.
                     if child.restarts >= 5:
-                        print(f"{child.name} keeps exiting; see its log. Stopping.", file=sys.stderr)
+                        print(
+                            f"{child.name} keeps exiting; see its log. Stopping.", file=sys.stderr
+                        )
                         local.stop.set()
                         break
-                    print(f"{child.name} exited ({child.process.returncode}); restarting", file=sys.stderr)
+                    print(
+                        f"{child.name} exited ({child.process.returncode}); restarting",
+                        file=sys.stderr,
+                    )
                     child.restarts += 1
                     start_child(local, child)
     finally:

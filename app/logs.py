@@ -69,7 +69,19 @@ def configure_logging(settings: Settings) -> None:
     root.addHandler(handler)
     root.setLevel(settings.log_level)
     # Celery logs two lines per task and beat one per tick; synmon logs one line per run.
-    quiet = ("botocore", "boto3", "urllib3", "pyppeteer", "websockets", "asyncio", "alembic",
-             "celery.app.trace", "celery.worker.strategy", "celery.beat", "kombu", "werkzeug")
+    quiet = (
+        "botocore",
+        "boto3",
+        "urllib3",
+        "pyppeteer",
+        "websockets",
+        "asyncio",
+        "alembic",
+        "celery.app.trace",
+        "celery.worker.strategy",
+        "celery.beat",
+        "kombu",
+        "werkzeug",
+    )
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)

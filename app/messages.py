@@ -220,7 +220,9 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def encode_run_request(request: RunRequest, version: int = CURRENT_MESSAGE_VERSION) -> dict[str, Any]:
+def encode_run_request(
+    request: RunRequest, version: int = CURRENT_MESSAGE_VERSION
+) -> dict[str, Any]:
     root = str(request.root_run_id) if request.root_run_id else None
     if version == 1:
         return {
@@ -281,8 +283,11 @@ def decode_run_request(raw: Any) -> RunRequest:
         if version == 1:
             v1 = RunRequestV1.model_validate(raw)
             request = RunRequest(
-                run_id=v1.run_id, check=v1.check, location=v1.location,
-                scheduled_at=_aware(v1.scheduled_at), attempt=v1.attempt,
+                run_id=v1.run_id,
+                check=v1.check,
+                location=v1.location,
+                scheduled_at=_aware(v1.scheduled_at),
+                attempt=v1.attempt,
                 root_run_id=v1.root_run_id,
                 trigger="retry" if v1.attempt > 1 else "schedule",
                 dispatched_at=_aware(v1.dispatched_at) if v1.dispatched_at else None,
@@ -290,14 +295,23 @@ def decode_run_request(raw: Any) -> RunRequest:
         else:
             v2 = RunRequestV2.model_validate(raw)
             request = RunRequest(
-                run_id=v2.run_id, check=v2.check, location=v2.location,
-                scheduled_at=_aware(v2.schedule.scheduled_at), attempt=v2.attempt.number,
-                root_run_id=v2.attempt.root_run_id, trigger=v2.schedule.trigger,
-                dispatched_at=_aware(v2.schedule.dispatched_at) if v2.schedule.dispatched_at else None,
+                run_id=v2.run_id,
+                check=v2.check,
+                location=v2.location,
+                scheduled_at=_aware(v2.schedule.scheduled_at),
+                attempt=v2.attempt.number,
+                root_run_id=v2.attempt.root_run_id,
+                trigger=v2.schedule.trigger,
+                dispatched_at=_aware(v2.schedule.dispatched_at)
+                if v2.schedule.dispatched_at
+                else None,
             )
     except ValidationError as exc:
         raise _invalid(exc) from None
-    if not isinstance(request.check.get("id"), str) or request.check.get("type") not in ("http", "browser"):
+    if not isinstance(request.check.get("id"), str) or request.check.get("type") not in (
+        "http",
+        "browser",
+    ):
         raise MessageError("invalid message: check: needs an id and a type of http or browser")
     return request
 
@@ -343,10 +357,16 @@ def encode_result(result: RunResult, version: int = CURRENT_MESSAGE_VERSION) -> 
                 "duration_ms": result.duration_ms,
                 "phases": result.timings,
             },
-            "attempt": {"number": result.attempt, "root_run_id": root, "deliveries": result.deliveries},
+            "attempt": {
+                "number": result.attempt,
+                "root_run_id": root,
+                "deliveries": result.deliveries,
+            },
             "assertions": result.assertions,
             "failure": (
-                {"message": result.error, "kind": result.error_kind} if result.error is not None else None
+                {"message": result.error, "kind": result.error_kind}
+                if result.error is not None
+                else None
             ),
             "response": result.response,
             "artifacts": result.artifacts,
@@ -363,27 +383,51 @@ def decode_result(raw: Any) -> RunResult:
             v1 = ResultV1.model_validate(raw)
             started = _aware(v1.started_at)
             return RunResult(
-                run_id=v1.run_id, check_id=v1.check_id, kind=v1.kind, location=v1.location,
-                status=v1.status, scheduled_at=_aware(v1.scheduled_at), started_at=started,
+                run_id=v1.run_id,
+                check_id=v1.check_id,
+                kind=v1.kind,
+                location=v1.location,
+                status=v1.status,
+                scheduled_at=_aware(v1.scheduled_at),
+                started_at=started,
                 finished_at=_aware(v1.finished_at) if v1.finished_at else started,
-                duration_ms=v1.duration_ms, attempt=v1.attempt, root_run_id=v1.root_run_id,
-                deliveries=v1.deliveries, timings=v1.timings, assertions=v1.assertions,
-                error=v1.error, error_kind=v1.error_kind, response=v1.response,
-                artifacts=v1.artifacts, worker_version=v1.worker_version,
-                worker_host=v1.worker_host, message_version=1,
+                duration_ms=v1.duration_ms,
+                attempt=v1.attempt,
+                root_run_id=v1.root_run_id,
+                deliveries=v1.deliveries,
+                timings=v1.timings,
+                assertions=v1.assertions,
+                error=v1.error,
+                error_kind=v1.error_kind,
+                response=v1.response,
+                artifacts=v1.artifacts,
+                worker_version=v1.worker_version,
+                worker_host=v1.worker_host,
+                message_version=1,
             )
         v2 = ResultV2.model_validate(raw)
         return RunResult(
-            run_id=v2.run_id, check_id=v2.check_id, kind=v2.kind, location=v2.location,
-            status=v2.status, scheduled_at=_aware(v2.timing.scheduled_at),
-            started_at=_aware(v2.timing.started_at), finished_at=_aware(v2.timing.finished_at),
-            duration_ms=v2.timing.duration_ms, attempt=v2.attempt.number,
-            root_run_id=v2.attempt.root_run_id, deliveries=v2.attempt.deliveries,
-            timings=v2.timing.phases, assertions=v2.assertions,
+            run_id=v2.run_id,
+            check_id=v2.check_id,
+            kind=v2.kind,
+            location=v2.location,
+            status=v2.status,
+            scheduled_at=_aware(v2.timing.scheduled_at),
+            started_at=_aware(v2.timing.started_at),
+            finished_at=_aware(v2.timing.finished_at),
+            duration_ms=v2.timing.duration_ms,
+            attempt=v2.attempt.number,
+            root_run_id=v2.attempt.root_run_id,
+            deliveries=v2.attempt.deliveries,
+            timings=v2.timing.phases,
+            assertions=v2.assertions,
             error=v2.failure.message if v2.failure else None,
             error_kind=v2.failure.kind if v2.failure else None,
-            response=v2.response, artifacts=v2.artifacts, worker_version=v2.worker.version,
-            worker_host=v2.worker.host, message_version=2,
+            response=v2.response,
+            artifacts=v2.artifacts,
+            worker_version=v2.worker.version,
+            worker_host=v2.worker.host,
+            message_version=2,
         )
     except ValidationError as exc:
         raise _invalid(exc) from None

@@ -33,7 +33,8 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = datetime.now(UTC)
         runs = GaugeMetricFamily(
-            "synmon_runs_recent", "Stored runs that started within the window",
+            "synmon_runs_recent",
+            "Stored runs that started within the window",
             labels=["window", "location", "kind", "status"],
         )
         with self.sessions() as session:
@@ -62,12 +63,13 @@ class QueueCollector(Collector):
         from app.queue_stats import all_stats
 
         depth = GaugeMetricFamily(
-            "synmon_queue_messages", "Messages in a queue by state",
+            "synmon_queue_messages",
+            "Messages in a queue by state",
             labels=["queue", "dead_letter", "state"],
         )
         try:
             stats = all_stats(self.settings)
-        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because SQS is down
+        except Exception as exc:
             log.warning("queue metrics unavailable: %s", exc)
             stats = []
         for item in stats:

@@ -67,8 +67,9 @@ class _HttpTransport(Transport):
         session.mount("http://", GuardedAdapter(max_retries=0))
         session.mount("https://", GuardedAdapter(max_retries=0))
         try:
-            response = session.post(url, json=body, headers=headers or {}, timeout=TIMEOUT,
-                                    allow_redirects=False)
+            response = session.post(
+                url, json=body, headers=headers or {}, timeout=TIMEOUT, allow_redirects=False
+            )
         except ForbiddenTarget as exc:
             raise TransportError(str(exc), permanent=True) from None
         except requests.RequestException as exc:
@@ -89,7 +90,9 @@ class Webhook(_HttpTransport):
     kind = "webhook"
 
     def send(self, payload: dict[str, Any]) -> None:
-        self.post(self.config["url"], {**payload, "text": describe(payload)}, self.config.get("headers"))
+        self.post(
+            self.config["url"], {**payload, "text": describe(payload)}, self.config.get("headers")
+        )
 
 
 class Slack(_HttpTransport):
@@ -111,7 +114,9 @@ class Email(Transport):
         message.set_content(json.dumps(payload, indent=2, default=str))
         smtp_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
         try:
-            with smtp_class(parts.hostname or "127.0.0.1", parts.port or 25, timeout=TIMEOUT) as smtp:
+            with smtp_class(
+                parts.hostname or "127.0.0.1", parts.port or 25, timeout=TIMEOUT
+            ) as smtp:
                 if parts.username:
                     smtp.login(parts.username, parts.password or "")
                 smtp.send_message(message)
@@ -128,7 +133,9 @@ class NotificationSender:
     """Drains the notification outbox that ingest fills."""
 
     def __init__(
-        self, settings: Settings, session_factory: sessionmaker[Session],
+        self,
+        settings: Settings,
+        session_factory: sessionmaker[Session],
         stop: threading.Event | None = None,
     ) -> None:
         self.settings = settings
@@ -170,7 +177,7 @@ class NotificationSender:
                 row.status = "failed"
                 log.error("notification %d to %s failed: %s", row.id, row.channel_id, exc)
             else:
-                row.next_attempt_at = now + timedelta(seconds=min(600, 5 * 2 ** row.attempts))
+                row.next_attempt_at = now + timedelta(seconds=min(600, 5 * 2**row.attempts))
             return
         row.status, row.sent_at = "sent", now
         log.info("sent %s notification for %s to %s", row.event, row.check_id, row.channel_id)
@@ -179,6 +186,6 @@ class NotificationSender:
         while not self.stop.is_set():
             try:
                 self.send_due()
-            except Exception as exc:  # noqa: BLE001 - a database outage must not end the loop
+            except Exception as exc:
                 log.warning("notification cycle failed: %s", exc)
             self.stop.wait(interval)

@@ -32,9 +32,9 @@ ATTRIBUTES = [
 
 def stats_of(settings: Settings, name: str, dead_letter: bool) -> QueueStats:
     sqs = client(settings)
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_urls(settings)(name), AttributeNames=ATTRIBUTES)[
-        "Attributes"
-    ]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_urls(settings)(name), AttributeNames=ATTRIBUTES
+    )["Attributes"]
     return QueueStats(
         name=name,
         dead_letter=dead_letter,

@@ -25,7 +25,7 @@ def backoff_seconds(policy: RetryPolicy, retry_number: int) -> float:
     if policy.strategy == "linear":
         return base * retry_number
     if policy.strategy == "exponential":
-        return base * 2 ** (retry_number - 1)
+        return base * float(1 << (retry_number - 1))
     return 0.0
 
 

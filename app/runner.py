@@ -37,7 +37,9 @@ def decode(raw: Any, kind: str) -> tuple[RunRequest, Check]:
     try:
         check = Check.model_validate(request.check)
     except ValidationError as exc:
-        raise MessageError(f"invalid check snapshot: {exc.errors(include_url=False)[0]['msg']}") from None
+        raise MessageError(
+            f"invalid check snapshot: {exc.errors(include_url=False)[0]['msg']}"
+        ) from None
     return request, check
 
 
@@ -53,7 +55,11 @@ def log_run(result: RunResult) -> None:
     """One line per run, with no response content and no placeholder values."""
     log.info(
         "run %s of %s in %s: %s in %.0f ms",
-        result.run_id, result.check_id, result.location, result.status, result.duration_ms,
+        result.run_id,
+        result.check_id,
+        result.location,
+        result.status,
+        result.duration_ms,
         extra={
             "run_id": str(result.run_id),
             "check_id": result.check_id,
@@ -79,8 +85,13 @@ def execute(
     try:
         request, check = decode(raw, kind)
     except MessageError as exc:
-        log.error("rejected a %s run request (delivery %d): %s", kind, deliveries, exc,
-                  extra={"deliveries": deliveries, "reason": str(exc)})
+        log.error(
+            "rejected a %s run request (delivery %d): %s",
+            kind,
+            deliveries,
+            exc,
+            extra={"deliveries": deliveries, "reason": str(exc)},
+        )
         raise
     result = executor(check, request, deliveries)
     publish_result(result, settings)

@@ -143,6 +143,8 @@ def celery_task_body(
     kombu's SQS transport does by default.
     """
     task_id = task_id or str(uuid.uuid4())
+    first = args[0] if args else None
+    shown = first.get("run_id", "...") if isinstance(first, dict) else "..."
     body = json.dumps(
         [list(args), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}],
         separators=(",", ":"),
@@ -164,7 +166,7 @@ def celery_task_body(
             "timelimit": list(time_limits),
             "root_id": task_id,
             "parent_id": None,
-            "argsrepr": f"({args[0].get('run_id', '...') if args and isinstance(args[0], dict) else '...'},)",
+            "argsrepr": f"({shown},)",
             "kwargsrepr": "{}",
             "origin": ORIGIN,
             "ignore_result": True,

@@ -35,7 +35,7 @@ METADATA_ADDRESSES = frozenset(
 )
 
 
-class ForbiddenTarget(Exception):  # noqa: N818 - reads as what it is, like PermissionError
+class ForbiddenTarget(Exception):
     """The check may not reach this address; nothing was sent to it."""
 
     def __init__(self, host: str, address: str, reason: str) -> None:

@@ -32,8 +32,19 @@ from config.settings import Settings
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 RUN_FIELDS = (
-    "run_id", "check_id", "location", "kind", "status", "attempt", "final", "scheduled_at",
-    "started_at", "duration_ms", "error", "worker_version",
+    "run_id",
+    "check_id",
+    "location",
+    "kind",
+    "status",
+    "attempt",
+    "final",
+    "scheduled_at",
+    "started_at",
+    "duration_ms",
+    "error",
+    "error_kind",
+    "worker_version",
 )
 
 
@@ -45,15 +56,22 @@ def _json(start: StartResponse, document: Any, status: str = "200 OK") -> list[b
 
 def _html(start: StartResponse, body: str, status: str = "200 OK") -> list[bytes]:
     data = body.encode()
-    start(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data)))])
+    start(
+        status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data)))]
+    )
     return [data]
 
 
 def run_document(row: CheckRunRow, full: bool = False) -> dict[str, Any]:
     document = {name: getattr(row, name) for name in RUN_FIELDS}
     if full:
-        document.update(timings=row.timings, assertions=row.assertions, response=row.response,
-                        artifacts=row.artifacts, worker_host=row.worker_host)
+        document.update(
+            timings=row.timings,
+            assertions=row.assertions,
+            response=row.response,
+            artifacts=row.artifacts,
+            worker_host=row.worker_host,
+        )
     return document
 
 
@@ -71,14 +89,19 @@ class StatusApp:
     def checks(self) -> list[dict[str, Any]]:
         with self.sessions() as session:
             rows = session.execute(
-                select(CheckRow, CheckStateRow).outerjoin(
-                    CheckStateRow, CheckStateRow.check_id == CheckRow.id
-                ).order_by(CheckRow.id)
+                select(CheckRow, CheckStateRow)
+                .outerjoin(CheckStateRow, CheckStateRow.check_id == CheckRow.id)
+                .order_by(CheckRow.id)
             ).all()
         return [
             {
-                "id": check.id, "name": check.name, "type": check.kind, "frequency_s": check.frequency_s,
-                "locations": check.locations, "enabled": check.enabled, "next_run_at": check.next_run_at,
+                "id": check.id,
+                "name": check.name,
+                "type": check.kind,
+                "frequency_s": check.frequency_s,
+                "locations": check.locations,
+                "enabled": check.enabled,
+                "next_run_at": check.next_run_at,
                 "state": state.status if state else "unknown",
                 "last_status": state.last_status if state else None,
                 "last_run_at": state.last_run_at if state else None,
@@ -89,8 +112,10 @@ class StatusApp:
 
     def runs(self, check_id: str | None, since: datetime, limit: int) -> list[dict[str, Any]]:
         query = (
-            select(CheckRunRow).where(CheckRunRow.started_at >= since)
-            .order_by(CheckRunRow.started_at.desc()).limit(limit)
+            select(CheckRunRow)
+            .where(CheckRunRow.started_at >= since)
+            .order_by(CheckRunRow.started_at.desc())
+            .limit(limit)
         )
         if check_id is not None:
             query = query.where(CheckRunRow.check_id == check_id)
@@ -127,7 +152,12 @@ class StatusApp:
         checks = self.checks()
         since = datetime.now(UTC) - timedelta(hours=1)
         recent = self.runs(None, since, 50)
-        colour = {"passing": "#2e7d32", "degraded": "#ed6c02", "failing": "#c62828", "unknown": "#777"}
+        colour = {
+            "passing": "#2e7d32",
+            "degraded": "#ed6c02",
+            "failing": "#c62828",
+            "unknown": "#777",
+        }
         check_rows = "".join(
             f"<tr><td>{html.escape(c['name'])}</td><td>{c['type']}</td>"
             f"<td style='color:{colour.get(c['state'], '#777')}'><b>{c['state']}</b></td>"
@@ -141,14 +171,23 @@ class StatusApp:
             f"<td>{r['duration_ms']:.0f} ms</td><td>{html.escape(r['error'] or '')}</td></tr>"
             for r in recent
         )
-        return f"""<!doctype html><html><head><meta charset="utf-8"><title>synmon</title>
+        return PAGE.format(check_rows=check_rows, run_rows=run_rows)
+
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>synmon</title>
 <meta http-equiv="refresh" content="10">
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style>
-</head><body><h1>synmon</h1><h2>Checks</h2>
-<table><tr><th>check</th><th>type</th><th>state</th><th>locations</th><th>last run</th></tr>{check_rows}</table>
+<style>
+body {{font-family: system-ui, sans-serif; margin: 2em}}
+td, th {{padding: .2em .8em; text-align: left}}
+</style></head><body><h1>synmon</h1>
+<h2>Checks</h2>
+<table><tr><th>check</th><th>type</th><th>state</th><th>locations</th><th>last run</th></tr>
+{check_rows}</table>
 <h2>Recent runs</h2>
-<table><tr><th>time</th><th>check</th><th>location</th><th>status</th><th>duration</th><th>error</th></tr>
-{run_rows}</table><p>JSON: <a href="/api/checks">/api/checks</a>, <a href="/api/runs">/api/runs</a></p>
+<table><tr><th>time</th><th>check</th><th>location</th><th>status</th><th>duration</th>
+<th>error</th></tr>
+{run_rows}</table>
+<p>JSON: <a href="/api/checks">/api/checks</a>, <a href="/api/runs">/api/runs</a></p>
 </body></html>"""
 
 
@@ -177,7 +216,7 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

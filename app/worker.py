@@ -24,7 +24,8 @@ class SynmonConsumer(Consumer):  # type: ignore[misc]
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         log.error(
             "cannot decode a message (%s); leaving it to the dead-letter queue: %r",
-            exc, (message.body or b"")[:200],
+            exc,
+            (message.body or b"")[:200],
         )
         message.reject_log_error(log, self.connection_errors)
 

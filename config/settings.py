@@ -21,7 +21,7 @@ ENVIRONMENTS: tuple[Environment, ...] = ("dev", "test", "prod")
 CURRENT_MESSAGE_VERSION = 2
 SUPPORTED_MESSAGE_VERSIONS = (1, 2)
 
-SECRET_PREFIX = "SYNMON_VAR_"
+SECRET_PREFIX = "SYNMON_VAR_"  # noqa: S105 - a variable name prefix, not a password
 PUBLIC_PREFIX = "SYNMON_PUBLIC_VAR_"
 _LOCATION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 

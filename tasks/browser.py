@@ -16,7 +16,10 @@ def run_browser(self: Any, request: dict[str, Any]) -> str:
 
     settings = get_settings()
     result = execute(
-        request, "browser", receive_count(self.request), settings,
+        request,
+        "browser",
+        receive_count(self.request),
+        settings,
         lambda check, run, deliveries: run_browser_check(check, run, settings, deliveries),
     )
     return result.status

@@ -16,7 +16,10 @@ def run_http(self: Any, request: dict[str, Any]) -> str:
     settings = get_settings()
     guard = guard_for(settings)
     result = execute(
-        request, "http", receive_count(self.request), settings,
+        request,
+        "http",
+        receive_count(self.request),
+        settings,
         lambda check, run, deliveries: run_http_check(check, run, settings, guard, deliveries),
     )
     return result.status

@@ -60,8 +60,9 @@ FACTS = ResponseFacts(
         ("tls_certificate", "days_until_expiry", "less_than", 14, False),
     ],
 )
-def test_sources_and_comparisons(source: str, prop: str | None, comparison: str, target: object,
-                                 passed: bool) -> None:
+def test_sources_and_comparisons(
+    source: str, prop: str | None, comparison: str, target: object, passed: bool
+) -> None:
     assertion = Assertion(source=source, property=prop, comparison=comparison, target=target)  # type: ignore[arg-type]
     (outcome,) = evaluate([assertion], FACTS)
     assert outcome.passed is passed, outcome
@@ -69,14 +70,17 @@ def test_sources_and_comparisons(source: str, prop: str | None, comparison: str,
 
 def test_non_json_body_fails_json_assertions_with_a_reason() -> None:
     facts = ResponseFacts(status_code=200, headers={}, text="<html>", response_time_ms=1)
-    (outcome,) = evaluate([Assertion(source="json_body", property="$.a", comparison="is_null")], facts)
+    (outcome,) = evaluate(
+        [Assertion(source="json_body", property="$.a", comparison="is_null")], facts
+    )
     assert not outcome.passed and outcome.error == "the response body is not JSON"
 
 
 def test_tls_assertion_over_plain_http_fails_with_a_reason() -> None:
     facts = ResponseFacts(status_code=200, headers={}, text="", response_time_ms=1)
-    assertion = Assertion(source="tls_certificate", property="days_until_expiry",
-                          comparison="greater_than", target=1)
+    assertion = Assertion(
+        source="tls_certificate", property="days_until_expiry", comparison="greater_than", target=1
+    )
     (outcome,) = evaluate([assertion], facts)
     assert not outcome.passed and "not made over https" in (outcome.error or "")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -46,13 +47,27 @@ class Recorder:
         return [decode_run_request(run_request_of(m.body)) for m in self.sent]
 
 
-def checks_yaml(count: int, frequency: str = "10s", run_mode: str = "parallel",
-                locations: list[str] | None = None) -> str:
-    return yaml.safe_dump({"checks": [
-        {"id": f"c{i}", "type": "http", "frequency": frequency, "run_mode": run_mode,
-         "locations": locations or ["eu-west-1"], "request": {"url": f"https://x.example/{i}"}}
-        for i in range(count)
-    ]})
+def checks_yaml(
+    count: int,
+    frequency: str = "10s",
+    run_mode: str = "parallel",
+    locations: list[str] | None = None,
+) -> str:
+    return yaml.safe_dump(
+        {
+            "checks": [
+                {
+                    "id": f"c{i}",
+                    "type": "http",
+                    "frequency": frequency,
+                    "run_mode": run_mode,
+                    "locations": locations or ["eu-west-1"],
+                    "request": {"url": f"https://x.example/{i}"},
+                }
+                for i in range(count)
+            ]
+        }
+    )
 
 
 def setup(database_url: str, text: str, now: datetime = T0) -> tuple[Settings, Any]:
@@ -90,10 +105,14 @@ def test_each_slot_runs_once_within_a_tick_and_on_the_lattice(database_url: str)
         for slot in slots:
             seconds = (slot - datetime(2020, 1, 1, tzinfo=UTC)).total_seconds()
             assert abs((seconds - offset) / 10 - round((seconds - offset) / 10)) < 1e-6
-        assert all(b - a == timedelta(seconds=10) for a, b in zip(slots, slots[1:], strict=False))
+        assert all(b - a == timedelta(seconds=10) for a, b in itertools.pairwise(slots))
     for request in requests:
         assert request.dispatched_at is not None
-        assert timedelta(0) <= request.dispatched_at - request.scheduled_at < timedelta(seconds=tick_seconds)
+        assert (
+            timedelta(0)
+            <= request.dispatched_at - request.scheduled_at
+            < timedelta(seconds=tick_seconds)
+        )
 
 
 def test_no_drift_over_many_periods(database_url: str) -> None:
@@ -108,7 +127,7 @@ def test_no_drift_over_many_periods(database_url: str) -> None:
         now += timedelta(seconds=1 + step % 5)
     slots = [r.scheduled_at for r in sender.requests()]
     assert len(slots) == 180
-    assert all(b - a == timedelta(minutes=1) for a, b in zip(slots, slots[1:], strict=False))
+    assert all(b - a == timedelta(minutes=1) for a, b in itertools.pairwise(slots))
 
 
 def test_a_long_outage_means_one_run_not_a_burst(database_url: str) -> None:
@@ -121,12 +140,27 @@ def test_a_long_outage_means_one_run_not_a_burst(database_url: str) -> None:
 
 
 def test_parallel_and_round_robin_fan_out(database_url: str) -> None:
-    text = yaml.safe_dump({"checks": [
-        {"id": "par", "type": "http", "frequency": "10s", "locations": ["eu-west-1", "us-east-1"],
-         "request": {"url": "https://x.example"}},
-        {"id": "rr", "type": "http", "frequency": "10s", "run_mode": "round-robin",
-         "locations": ["eu-west-1", "us-east-1"], "request": {"url": "https://x.example"}},
-    ]})
+    text = yaml.safe_dump(
+        {
+            "checks": [
+                {
+                    "id": "par",
+                    "type": "http",
+                    "frequency": "10s",
+                    "locations": ["eu-west-1", "us-east-1"],
+                    "request": {"url": "https://x.example"},
+                },
+                {
+                    "id": "rr",
+                    "type": "http",
+                    "frequency": "10s",
+                    "run_mode": "round-robin",
+                    "locations": ["eu-west-1", "us-east-1"],
+                    "request": {"url": "https://x.example"},
+                },
+            ]
+        }
+    )
     settings, Session = setup(database_url, text)
     sender = Recorder()
     for step in range(0, 40, 2):
@@ -135,7 +169,7 @@ def test_parallel_and_round_robin_fan_out(database_url: str) -> None:
     parallel = [r.location for r in requests if r.check_id == "par"]
     rr = [r.location for r in requests if r.check_id == "rr"]
     assert parallel.count("eu-west-1") == parallel.count("us-east-1") >= 3
-    assert all(a != b for a, b in zip(rr, rr[1:], strict=False)) and len(rr) >= 3
+    assert all(a != b for a, b in itertools.pairwise(rr)) and len(rr) >= 3
     queues = {m.queue for m in sender.sent}
     assert queues == {"synmon-test-run-eu-west-1-http", "synmon-test-run-us-east-1-http"}
 
@@ -171,7 +205,7 @@ def test_two_dispatchers_never_double_schedule(postgres_url: str) -> None:
         try:
             for step in range(0, 40, 2):
                 tick(Session, settings, sender, T0 + timedelta(seconds=step))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=dispatcher) for _ in range(2)]

@@ -47,19 +47,40 @@ def tls_target(ca: trustme.CA) -> Iterator[TargetServer]:
 
 def run(definition: dict[str, Any], **env: str) -> RunResult:
     settings = make_settings(**env)
-    check = Check.model_validate({"id": "c", "type": "http", "locations": ["eu-west-1"], **definition})
+    check = Check.model_validate(
+        {"id": "c", "type": "http", "locations": ["eu-west-1"], **definition}
+    )
     request = RunRequest(uuid.uuid4(), check.snapshot(), "eu-west-1", datetime.now(UTC))
     return run_http_check(check, request, settings, GUARD)
 
 
 def test_a_passing_check_records_timings_and_an_excerpt(target: TargetServer) -> None:
-    result = run({"request": {"url": target.url("/json")},
-                  "assertions": [{"source": "json_body", "property": "$.status", "comparison": "equals", "target": "ok"}]})
+    result = run(
+        {
+            "request": {"url": target.url("/json")},
+            "assertions": [
+                {
+                    "source": "json_body",
+                    "property": "$.status",
+                    "comparison": "equals",
+                    "target": "ok",
+                }
+            ],
+        }
+    )
     assert result.status == "passed", result.error
     assert result.error is None
     assert result.response["status_code"] == 200
     assert json.loads(result.response["body_excerpt"])["status"] == "ok"
-    assert set(result.timings) >= {"dns_ms", "connect_ms", "tls_ms", "first_byte_ms", "wait_ms", "download_ms", "total_ms"}
+    assert set(result.timings) >= {
+        "dns_ms",
+        "connect_ms",
+        "tls_ms",
+        "first_byte_ms",
+        "wait_ms",
+        "download_ms",
+        "total_ms",
+    }
     assert result.duration_ms > 0 and result.assertions[0]["passed"] is True
 
 
@@ -71,11 +92,26 @@ def test_without_assertions_a_status_below_400_passes(target: TargetServer) -> N
 
 
 def test_failed_assertions_are_all_reported(target: TargetServer) -> None:
-    result = run({"request": {"url": target.url("/json")}, "assertions": [
-        {"source": "status_code", "comparison": "equals", "target": 201},
-        {"source": "json_body", "property": "$.count", "comparison": "greater_than", "target": 10},
-        {"source": "headers", "property": "x-request-id", "comparison": "equals", "target": "abc123"},
-    ]})
+    result = run(
+        {
+            "request": {"url": target.url("/json")},
+            "assertions": [
+                {"source": "status_code", "comparison": "equals", "target": 201},
+                {
+                    "source": "json_body",
+                    "property": "$.count",
+                    "comparison": "greater_than",
+                    "target": 10,
+                },
+                {
+                    "source": "headers",
+                    "property": "x-request-id",
+                    "comparison": "equals",
+                    "target": "abc123",
+                },
+            ],
+        }
+    )
     assert result.status == "failed"
     assert [a["passed"] for a in result.assertions] == [False, False, True]
     assert result.error == "assertion failed: status_code equals 201 (actual: 200), and 1 more"
@@ -83,7 +119,10 @@ def test_failed_assertions_are_all_reported(target: TargetServer) -> None:
 
 def test_degraded_and_max_response_time(target: TargetServer) -> None:
     slow = {"request": {"url": target.url("/slow?delay=0.3")}}
-    assert run({**slow, "degraded_response_time": "100ms", "max_response_time": "5s"}).status == "degraded"
+    assert (
+        run({**slow, "degraded_response_time": "100ms", "max_response_time": "5s"}).status
+        == "degraded"
+    )
     over = run({**slow, "degraded_response_time": "50ms", "max_response_time": "200ms"})
     assert over.status == "failed" and over.error_kind == "response_time"
     assert "over max_response_time 200 ms" in (over.error or "")
@@ -114,36 +153,89 @@ def test_redirects_followed_or_not(target: TargetServer) -> None:
     followed = run({"request": {"url": target.url("/redirect?to=/json&code=301")}})
     assert followed.status == "passed" and followed.response["redirects"] == 1
     assert followed.response["url"].endswith("/json")
-    kept = run({"request": {"url": target.url("/redirect?to=/json"), "follow_redirects": False},
-                "assertions": [{"source": "status_code", "comparison": "equals", "target": 302},
-                               {"source": "headers", "property": "location", "comparison": "equals", "target": "/json"}]})
+    kept = run(
+        {
+            "request": {"url": target.url("/redirect?to=/json"), "follow_redirects": False},
+            "assertions": [
+                {"source": "status_code", "comparison": "equals", "target": 302},
+                {
+                    "source": "headers",
+                    "property": "location",
+                    "comparison": "equals",
+                    "target": "/json",
+                },
+            ],
+        }
+    )
     assert kept.status == "passed", kept.error
     loop = run({"request": {"url": target.url("/redirect?to=/redirect%3Fto%3D/redirect")}})
     assert loop.status == "failed"
 
 
 def test_a_303_after_post_becomes_a_get(target: TargetServer) -> None:
-    result = run({"request": {"url": target.url("/redirect?to=/echo&code=303"), "method": "POST", "body": {"a": 1}},
-                  "assertions": [{"source": "json_body", "property": "$.method", "comparison": "equals", "target": "GET"}]})
+    result = run(
+        {
+            "request": {
+                "url": target.url("/redirect?to=/echo&code=303"),
+                "method": "POST",
+                "body": {"a": 1},
+            },
+            "assertions": [
+                {
+                    "source": "json_body",
+                    "property": "$.method",
+                    "comparison": "equals",
+                    "target": "GET",
+                }
+            ],
+        }
+    )
     assert result.status == "passed", result.error
 
 
 def test_large_bodies_are_read_up_to_the_limit(target: TargetServer) -> None:
-    result = run({"request": {"url": target.url("/big?size=5000000")}}, SYNMON_MAX_RESPONSE_BYTES="100000")
+    result = run(
+        {"request": {"url": target.url("/big?size=5000000")}}, SYNMON_MAX_RESPONSE_BYTES="100000"
+    )
     assert result.status == "passed"
     assert result.response["body_bytes"] == 100000 and result.response["body_truncated"] is True
     assert len(result.response["body_excerpt"]) <= 2048
 
 
 def test_method_headers_query_and_json_body_are_sent(target: TargetServer) -> None:
-    result = run({"request": {"url": target.url("/echo"), "method": "put", "headers": {"X-Token": "{{TOKEN}}"},
-                              "query": {"verbose": "1"}, "body": {"name": "synmon", "token": "{{TOKEN}}"}},
-                  "assertions": [
-                      {"source": "json_body", "property": "$.method", "comparison": "equals", "target": "PUT"},
-                      {"source": "json_body", "property": "$.query.verbose", "comparison": "equals", "target": "1"},
-                      {"source": "json_body", "property": "$.headers.X-Token", "comparison": "not_empty"},
-                      {"source": "json_body", "property": "$.body", "comparison": "contains", "target": "synmon"},
-                  ]}, SYNMON_VAR_TOKEN="tok-123456")
+    result = run(
+        {
+            "request": {
+                "url": target.url("/echo"),
+                "method": "put",
+                "headers": {"X-Token": "{{TOKEN}}"},
+                "query": {"verbose": "1"},
+                "body": {"name": "synmon", "token": "{{TOKEN}}"},
+            },
+            "assertions": [
+                {
+                    "source": "json_body",
+                    "property": "$.method",
+                    "comparison": "equals",
+                    "target": "PUT",
+                },
+                {
+                    "source": "json_body",
+                    "property": "$.query.verbose",
+                    "comparison": "equals",
+                    "target": "1",
+                },
+                {"source": "json_body", "property": "$.headers.X-Token", "comparison": "not_empty"},
+                {
+                    "source": "json_body",
+                    "property": "$.body",
+                    "comparison": "contains",
+                    "target": "synmon",
+                },
+            ],
+        },
+        SYNMON_VAR_TOKEN="tok-123456",
+    )
     assert result.status == "passed", result.error
     sent = target.hits[-1]
     assert sent["headers"]["X-Token"] == "tok-123456"
@@ -154,11 +246,24 @@ def test_method_headers_query_and_json_body_are_sent(target: TargetServer) -> No
 
 
 def test_basic_auth_with_a_placeholder_password(target: TargetServer) -> None:
-    ok = run({"request": {"url": target.url("/auth?pw=s3cret-pw"),
-                          "basic_auth": {"username": "monitor", "password": "{{PW}}"}}}, SYNMON_VAR_PW="s3cret-pw")
+    ok = run(
+        {
+            "request": {
+                "url": target.url("/auth?pw=s3cret-pw"),
+                "basic_auth": {"username": "monitor", "password": "{{PW}}"},
+            }
+        },
+        SYNMON_VAR_PW="s3cret-pw",
+    )
     assert ok.status == "passed", ok.error
-    wrong = run({"request": {"url": target.url("/auth?pw=s3cret-pw"),
-                             "basic_auth": {"username": "monitor", "password": "nope"}}})
+    wrong = run(
+        {
+            "request": {
+                "url": target.url("/auth?pw=s3cret-pw"),
+                "basic_auth": {"username": "monitor", "password": "nope"},
+            }
+        }
+    )
     assert wrong.status == "failed" and "actual: 401" in (wrong.error or "")
 
 
@@ -171,11 +276,29 @@ def test_an_undefined_placeholder_fails_the_check_clearly(target: TargetServer) 
     assert target.hits == [] or target.hits[-1]["headers"].get("A") != "{{MISSING}}"
 
 
-def test_https_with_a_trusted_ca_and_certificate_expiry(tls_target: TargetServer, ca_bundle: str) -> None:
-    result = run({"request": {"url": tls_target.url("/json")}, "assertions": [
-        {"source": "tls_certificate", "property": "days_until_expiry", "comparison": "greater_than", "target": 39},
-        {"source": "tls_certificate", "property": "days_until_expiry", "comparison": "less_than", "target": 41},
-    ]}, SYNMON_CA_BUNDLE=ca_bundle)
+def test_https_with_a_trusted_ca_and_certificate_expiry(
+    tls_target: TargetServer, ca_bundle: str
+) -> None:
+    result = run(
+        {
+            "request": {"url": tls_target.url("/json")},
+            "assertions": [
+                {
+                    "source": "tls_certificate",
+                    "property": "days_until_expiry",
+                    "comparison": "greater_than",
+                    "target": 39,
+                },
+                {
+                    "source": "tls_certificate",
+                    "property": "days_until_expiry",
+                    "comparison": "less_than",
+                    "target": 41,
+                },
+            ],
+        },
+        SYNMON_CA_BUNDLE=ca_bundle,
+    )
     assert result.status == "passed", result.error
     assert result.timings["tls_ms"] > 0
     assert "tls_not_after" in result.response
@@ -184,9 +307,22 @@ def test_https_with_a_trusted_ca_and_certificate_expiry(tls_target: TargetServer
 def test_https_with_an_untrusted_certificate(tls_target: TargetServer) -> None:
     result = run({"request": {"url": tls_target.url("/ok")}})
     assert result.status == "failed" and result.error_kind == "network"
-    assert "TLS error" in (result.error or "") and "CERTIFICATE_VERIFY_FAILED" in (result.error or "")
-    skipped = run({"request": {"url": tls_target.url("/ok"), "skip_tls_verify": True}, "assertions": [
-        {"source": "tls_certificate", "property": "days_until_expiry", "comparison": "greater_than", "target": 30}]})
+    assert "TLS error" in (result.error or "") and "CERTIFICATE_VERIFY_FAILED" in (
+        result.error or ""
+    )
+    skipped = run(
+        {
+            "request": {"url": tls_target.url("/ok"), "skip_tls_verify": True},
+            "assertions": [
+                {
+                    "source": "tls_certificate",
+                    "property": "days_until_expiry",
+                    "comparison": "greater_than",
+                    "target": 30,
+                }
+            ],
+        }
+    )
     assert skipped.status == "passed", skipped.error
 
 

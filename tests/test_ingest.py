@@ -27,16 +27,28 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def definitions(retry: dict[str, Any] | None = None, alert: dict[str, Any] | None = None) -> str:
-    return yaml.safe_dump({
-        "channels": [{"id": "ops", "type": "webhook", "url": "https://hooks.example.com/x"}],
-        "checks": [{
-            "id": "api", "type": "http", "frequency": "1m", "locations": ["eu-west-1", "us-east-1"],
-            "request": {"url": "https://api.example.com"},
-            "retry": retry or {"strategy": "none"},
-            "alert": alert or {"after_failures": 2, "channels": ["ops"], "notify_recovery": True,
-                               "notify_degraded": True},
-        }],
-    })
+    return yaml.safe_dump(
+        {
+            "channels": [{"id": "ops", "type": "webhook", "url": "https://hooks.example.com/x"}],
+            "checks": [
+                {
+                    "id": "api",
+                    "type": "http",
+                    "frequency": "1m",
+                    "locations": ["eu-west-1", "us-east-1"],
+                    "request": {"url": "https://api.example.com"},
+                    "retry": retry or {"strategy": "none"},
+                    "alert": alert
+                    or {
+                        "after_failures": 2,
+                        "channels": ["ops"],
+                        "notify_recovery": True,
+                        "notify_degraded": True,
+                    },
+                }
+            ],
+        }
+    )
 
 
 def prepare(database_url: str, text: str) -> Any:
@@ -49,10 +61,17 @@ def prepare(database_url: str, text: str) -> Any:
 
 def result(status: str = "passed", started: datetime = NOW, **overrides: Any) -> RunResult:
     values: dict[str, Any] = {
-        "run_id": uuid.uuid4(), "check_id": "api", "kind": "http", "location": "eu-west-1",
-        "status": status, "scheduled_at": started, "started_at": started,
-        "finished_at": started + timedelta(milliseconds=20), "duration_ms": 20.0,
-        "error": None if status != "failed" else "boom", "error_kind": None if status != "failed" else "network",
+        "run_id": uuid.uuid4(),
+        "check_id": "api",
+        "kind": "http",
+        "location": "eu-west-1",
+        "status": status,
+        "scheduled_at": started,
+        "started_at": started,
+        "finished_at": started + timedelta(milliseconds=20),
+        "duration_ms": 20.0,
+        "error": None if status != "failed" else "boom",
+        "error_kind": None if status != "failed" else "network",
     }
     values.update(overrides)
     return RunResult(**values)
@@ -115,11 +134,22 @@ def test_a_late_result_does_not_move_the_state_back(database_url: str) -> None:
     assert len(rows(Session, CheckRunRow)) == 2
 
 
-def test_a_failed_attempt_with_retries_left_schedules_a_retry_and_decides_nothing(database_url: str) -> None:
-    settings, Session = prepare(database_url, definitions(
-        retry={"strategy": "exponential", "max_retries": 2, "base_backoff": "5s", "max_duration": "2m",
-               "same_region": False},
-        alert={"after_failures": 1, "channels": ["ops"]}))
+def test_a_failed_attempt_with_retries_left_schedules_a_retry_and_decides_nothing(
+    database_url: str,
+) -> None:
+    settings, Session = prepare(
+        database_url,
+        definitions(
+            retry={
+                "strategy": "exponential",
+                "max_retries": 2,
+                "base_backoff": "5s",
+                "max_duration": "2m",
+                "same_region": False,
+            },
+            alert={"after_failures": 1, "channels": ["ops"]},
+        ),
+    )
     first = result("failed")
     report = store(Session, settings, [first])
     assert report.retries == 1
@@ -134,13 +164,26 @@ def test_a_failed_attempt_with_retries_left_schedules_a_retry_and_decides_nothin
     assert store(Session, settings, [first]).retries == 0
     assert len(rows(Session, OutboxRow)) == 1
 
-    second = result("failed", run_id=outbox.run_id, attempt=2, root_run_id=first.run_id,
-                    location="us-east-1", started=NOW + timedelta(seconds=6), scheduled_at=NOW)
+    second = result(
+        "failed",
+        run_id=outbox.run_id,
+        attempt=2,
+        root_run_id=first.run_id,
+        location="us-east-1",
+        started=NOW + timedelta(seconds=6),
+        scheduled_at=NOW,
+    )
     store(Session, settings, [second], now=NOW + timedelta(seconds=7))
     third_id = retry_run_id(first.run_id, 3)
     assert {o.run_id for o in rows(Session, OutboxRow)} == {outbox.run_id, third_id}
-    third = result("failed", run_id=third_id, attempt=3, root_run_id=first.run_id,
-                   started=NOW + timedelta(seconds=18), scheduled_at=NOW)
+    third = result(
+        "failed",
+        run_id=third_id,
+        attempt=3,
+        root_run_id=first.run_id,
+        started=NOW + timedelta(seconds=18),
+        scheduled_at=NOW,
+    )
     store(Session, settings, [third], now=NOW + timedelta(seconds=19))
     finals = [r for r in rows(Session, CheckRunRow) if r.final]
     assert [r.attempt for r in finals] == [3]
@@ -151,12 +194,22 @@ def test_a_failed_attempt_with_retries_left_schedules_a_retry_and_decides_nothin
 
 
 def test_a_retry_that_passes_neither_alerts_nor_counts(database_url: str) -> None:
-    settings, Session = prepare(database_url, definitions(
-        retry={"strategy": "fixed", "max_retries": 1}, alert={"after_failures": 1, "channels": ["ops"]}))
+    settings, Session = prepare(
+        database_url,
+        definitions(
+            retry={"strategy": "fixed", "max_retries": 1},
+            alert={"after_failures": 1, "channels": ["ops"]},
+        ),
+    )
     first = result("failed")
     store(Session, settings, [first])
-    retry = result("passed", run_id=retry_run_id(first.run_id, 2), attempt=2, root_run_id=first.run_id,
-                   started=NOW + timedelta(seconds=6))
+    retry = result(
+        "passed",
+        run_id=retry_run_id(first.run_id, 2),
+        attempt=2,
+        root_run_id=first.run_id,
+        started=NOW + timedelta(seconds=6),
+    )
     store(Session, settings, [retry], now=NOW + timedelta(seconds=7))
     (state,) = rows(Session, CheckStateRow)
     assert state.status == "passing" and state.consecutive_failures == 0
@@ -164,7 +217,9 @@ def test_a_retry_that_passes_neither_alerts_nor_counts(database_url: str) -> Non
 
 
 def test_relay_sends_each_retry_once_with_its_delay(database_url: str) -> None:
-    settings, Session = prepare(database_url, definitions(retry={"strategy": "linear", "base_backoff": "30s"}))
+    settings, Session = prepare(
+        database_url, definitions(retry={"strategy": "linear", "base_backoff": "30s"})
+    )
     first = result("failed", started=datetime.now(UTC), scheduled_at=datetime.now(UTC))
     store(Session, settings, [first], now=datetime.now(UTC))
     sent: list[Outgoing] = []
@@ -173,13 +228,26 @@ def test_relay_sends_each_retry_once_with_its_delay(database_url: str) -> None:
     (message,) = sent
     assert 28 <= message.delay_seconds <= 30
     request = decode_run_request(run_request_of(message.body))
-    assert request.attempt == 2 and request.root_run_id == first.run_id and request.trigger == "retry"
+    assert (
+        request.attempt == 2 and request.root_run_id == first.run_id and request.trigger == "retry"
+    )
     with Session() as session:
-        assert session.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))) == 0
+        assert (
+            session.scalar(
+                select(func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
+            )
+            == 0
+        )
 
 
-CHECK = Check.model_validate({"id": "a", "type": "http", "locations": ["a", "b", "c"],
-                              "request": {"url": "https://x.example"}})
+CHECK = Check.model_validate(
+    {
+        "id": "a",
+        "type": "http",
+        "locations": ["a", "b", "c"],
+        "request": {"url": "https://x.example"},
+    }
+)
 
 
 @pytest.mark.parametrize(
@@ -191,9 +259,17 @@ def test_backoff_strategies(strategy: str, delays: list[float]) -> None:
     assert [backoff_seconds(policy, n) for n in (1, 2, 3)] == delays
 
 
-def decide(status: str = "failed", attempt: int = 1, elapsed: float = 0, error_kind: str = "network",
-           location: str = "a", **policy: Any) -> Any:
-    check = CHECK.model_copy(update={"retry": CHECK.retry.model_copy(update={"strategy": "fixed", **policy})})
+def decide(
+    status: str = "failed",
+    attempt: int = 1,
+    elapsed: float = 0,
+    error_kind: str = "network",
+    location: str = "a",
+    **policy: Any,
+) -> Any:
+    check = CHECK.model_copy(
+        update={"retry": CHECK.retry.model_copy(update={"strategy": "fixed", **policy})}
+    )
     failed = result(status, location=location, attempt=attempt, error_kind=error_kind)
     return decide_retry(check, failed, NOW + timedelta(seconds=elapsed))
 

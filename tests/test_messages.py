@@ -26,8 +26,14 @@ CHECK = {"id": "api", "type": "http", "request": {"url": "https://x.example"}}
 
 def request(**overrides: object) -> RunRequest:
     values: dict[str, object] = {
-        "run_id": uuid.uuid4(), "check": CHECK, "location": "eu-west-1", "scheduled_at": NOW,
-        "attempt": 2, "root_run_id": uuid.uuid4(), "trigger": "retry", "dispatched_at": NOW,
+        "run_id": uuid.uuid4(),
+        "check": CHECK,
+        "location": "eu-west-1",
+        "scheduled_at": NOW,
+        "attempt": 2,
+        "root_run_id": uuid.uuid4(),
+        "trigger": "retry",
+        "dispatched_at": NOW,
     }
     values.update(overrides)
     return RunRequest(**values)  # type: ignore[arg-type]
@@ -35,11 +41,24 @@ def request(**overrides: object) -> RunRequest:
 
 def result(**overrides: object) -> RunResult:
     values: dict[str, object] = {
-        "run_id": uuid.uuid4(), "check_id": "api", "kind": "http", "location": "eu-west-1",
-        "status": "failed", "scheduled_at": NOW, "started_at": NOW, "finished_at": NOW,
-        "duration_ms": 12.5, "attempt": 2, "root_run_id": uuid.uuid4(), "deliveries": 3,
-        "timings": {"dns_ms": 1.0}, "assertions": [{"passed": False}], "error": "boom",
-        "error_kind": "network", "response": {"status_code": 500}, "worker_version": "1.2",
+        "run_id": uuid.uuid4(),
+        "check_id": "api",
+        "kind": "http",
+        "location": "eu-west-1",
+        "status": "failed",
+        "scheduled_at": NOW,
+        "started_at": NOW,
+        "finished_at": NOW,
+        "duration_ms": 12.5,
+        "attempt": 2,
+        "root_run_id": uuid.uuid4(),
+        "deliveries": 3,
+        "timings": {"dns_ms": 1.0},
+        "assertions": [{"passed": False}],
+        "error": "boom",
+        "error_kind": "network",
+        "response": {"status_code": 500},
+        "worker_version": "1.2",
         "worker_host": "w1",
     }
     values.update(overrides)
@@ -78,12 +97,36 @@ def test_version_2_is_a_real_change_of_shape() -> None:
         ({"v": 9, "run_id": "x"}, "unknown message version 9"),
         ({"run_id": "x"}, "unknown message version None"),
         ({"v": 2, "check": CHECK, "location": "l"}, "invalid message"),
-        ({"v": 1, "run_id": "not-a-uuid", "check": CHECK, "location": "l", "scheduled_at": "2026-01-01T00:00:00Z"},
-         "run_id"),
-        ({"v": 1, "run_id": str(uuid.uuid4()), "check": {"id": "a"}, "location": "l",
-          "scheduled_at": "2026-01-01T00:00:00Z"}, "type of http or browser"),
-        ({"v": 1, "run_id": str(uuid.uuid4()), "check": {**CHECK, "big": "x" * MAX_MESSAGE_BYTES},
-          "location": "l", "scheduled_at": "2026-01-01T00:00:00Z"}, "exceeds the limit"),
+        (
+            {
+                "v": 1,
+                "run_id": "not-a-uuid",
+                "check": CHECK,
+                "location": "l",
+                "scheduled_at": "2026-01-01T00:00:00Z",
+            },
+            "run_id",
+        ),
+        (
+            {
+                "v": 1,
+                "run_id": str(uuid.uuid4()),
+                "check": {"id": "a"},
+                "location": "l",
+                "scheduled_at": "2026-01-01T00:00:00Z",
+            },
+            "type of http or browser",
+        ),
+        (
+            {
+                "v": 1,
+                "run_id": str(uuid.uuid4()),
+                "check": {**CHECK, "big": "x" * MAX_MESSAGE_BYTES},
+                "location": "l",
+                "scheduled_at": "2026-01-01T00:00:00Z",
+            },
+            "exceeds the limit",
+        ),
     ],
 )
 def test_poison_run_requests(raw: object, message: str) -> None:

@@ -22,11 +22,21 @@ from tests.support.servers import http_target
 @pytest.mark.parametrize(
     ("address", "reason"),
     [
-        ("127.0.0.1", "loopback"), ("::1", "loopback"), ("10.0.0.1", "private"),
-        ("172.16.5.4", "private"), ("192.168.1.1", "private"), ("169.254.169.254", "cloud metadata"),
-        ("169.254.10.10", "link-local"), ("fe80::1", "link-local"), ("fd00:ec2::254", "cloud metadata"),
-        ("100.64.0.1", "reserved"), ("0.0.0.0", "unspecified"), ("224.0.0.1", "multicast"),
-        ("::ffff:127.0.0.1", "loopback"), ("fc00::1", "private"), ("8.8.8.8", None),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("172.16.5.4", "private"),
+        ("192.168.1.1", "private"),
+        ("169.254.169.254", "cloud metadata"),
+        ("169.254.10.10", "link-local"),
+        ("fe80::1", "link-local"),
+        ("fd00:ec2::254", "cloud metadata"),
+        ("100.64.0.1", "reserved"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("fc00::1", "private"),
+        ("8.8.8.8", None),
         ("2606:4700:4700::1111", None),
     ],
 )
@@ -76,7 +86,9 @@ def connections() -> Iterator[list[Any]]:
 
 def run(url: str, **settings_env: str) -> Any:
     settings = make_settings(**settings_env)
-    check = Check.model_validate({"id": "c", "type": "http", "locations": ["eu-west-1"], "request": {"url": url}})
+    check = Check.model_validate(
+        {"id": "c", "type": "http", "locations": ["eu-west-1"], "request": {"url": url}}
+    )
     request = RunRequest(uuid.uuid4(), check.snapshot(), "eu-west-1", datetime.now(UTC))
     guard = TargetGuard(settings.allow_private_targets, settings.allowed_targets)
     return run_http_check(check, request, settings, guard)
@@ -84,8 +96,14 @@ def run(url: str, **settings_env: str) -> Any:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:9/", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
-     "http://[::1]:9/", "http://localhost:9/", "http://[::ffff:10.0.0.1]/"],
+    [
+        "http://127.0.0.1:9/",
+        "http://10.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:9/",
+        "http://localhost:9/",
+        "http://[::ffff:10.0.0.1]/",
+    ],
 )
 def test_forbidden_targets_fail_without_a_connection(url: str, connections: list[Any]) -> None:
     result = run(url)
@@ -95,14 +113,19 @@ def test_forbidden_targets_fail_without_a_connection(url: str, connections: list
 
 
 @pytest.mark.parametrize(
-    "forbidden", ["http://10.0.0.1/", "http://169.254.169.254/", "http://[::1]:{port}/", "http://localhost:1/"]
+    "forbidden",
+    ["http://10.0.0.1/", "http://169.254.169.254/", "http://[::1]:{port}/", "http://localhost:1/"],
 )
-def test_a_redirect_to_a_forbidden_target_is_refused(forbidden: str, connections: list[Any]) -> None:
+def test_a_redirect_to_a_forbidden_target_is_refused(
+    forbidden: str, connections: list[Any]
+) -> None:
     with http_target() as allowed_server:
         target = forbidden.format(port=allowed_server.port)
         # Only the first hop's exact address and port are allowed.
-        result = run(allowed_server.url("/redirect?to=" + target),
-                     SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{allowed_server.port}")
+        result = run(
+            allowed_server.url("/redirect?to=" + target),
+            SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{allowed_server.port}",
+        )
         assert result.status == "failed" and result.error_kind == "forbidden_target", result.error
         assert [a[0] for a in connections] == ["127.0.0.1"]
         assert len(allowed_server.hits) == 1

@@ -118,6 +118,8 @@ class CheckRunRow(Base):
     timings: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     assertions: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
     error: Mapped[str | None] = mapped_column(Text)
+    # network | timeout | assertion | response_time | forbidden_target | config | browser
+    error_kind: Mapped[str | None] = mapped_column(String(32))
     response: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     artifacts: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument, default=list)
     worker_version: Mapped[str] = mapped_column(String(64))

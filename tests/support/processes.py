@@ -26,8 +26,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1,
-               message: str = "condition") -> Any:
+def wait_until(
+    condition: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    message: str = "condition",
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -53,7 +57,9 @@ class MotoServer:
         executable = shutil.which("moto_server", path=str(BIN)) or str(BIN / "moto_server")
         self.process = subprocess.Popen(
             [executable, "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_until(self._ready, 30, message=f"moto_server on {self.port}")
         return self
@@ -93,21 +99,39 @@ class Synmon:
         self.logs = logs
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def command(self, *args: str, timeout: float = 120, check: bool = True,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def command(
+        self,
+        *args: str,
+        timeout: float = 120,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "app.cli", *args], cwd=ROOT, env={**self.env, **(env or {})},
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"synmon {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"synmon {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args], cwd=ROOT, env={**self.env, **(env or {})},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes.append((name, process))
         return process
@@ -116,7 +140,9 @@ class Synmon:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def stop(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+    def stop(
+        self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60
+    ) -> int:
         if process.poll() is None:
             with suppress(ProcessLookupError):
                 process.send_signal(sig)
@@ -133,10 +159,8 @@ class Synmon:
                     process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
         for _, process in self.processes:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             kill_group(process)
 
 

@@ -23,11 +23,16 @@ class TargetHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out in separate writes
     server: TargetServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, body: bytes = b"", content_type: str = "text/plain",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "text/plain",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -43,15 +48,26 @@ class TargetHandler(BaseHTTPRequestHandler):
         path = parts.path
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        self.server.hits.append({"method": self.command, "path": self.path,
-                                 "headers": dict(self.headers), "body": body})
+        self.server.hits.append(
+            {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+        )
         if path == "/ok":
             self._send(200, b"ok, all fine")
         elif path == "/json":
-            document = {"status": "ok", "count": 3, "items": [1, 2, 3], "nested": {"flag": True},
-                        "missing": None, "empty": ""}
-            self._send(200, json.dumps(document).encode(), "application/json; charset=utf-8",
-                       {"X-Request-Id": "abc123", "Set-Cookie": "session=very-secret"})
+            document = {
+                "status": "ok",
+                "count": 3,
+                "items": [1, 2, 3],
+                "nested": {"flag": True},
+                "missing": None,
+                "empty": "",
+            }
+            self._send(
+                200,
+                json.dumps(document).encode(),
+                "application/json; charset=utf-8",
+                {"X-Request-Id": "abc123", "Set-Cookie": "session=very-secret"},
+            )
         elif path.startswith("/status/"):
             self._send(int(path.rsplit("/", 1)[1]), b"status page")
         elif path == "/slow":
@@ -70,14 +86,21 @@ class TargetHandler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.01)
         elif path == "/auth":
-            expected = "Basic " + base64.b64encode(b"monitor:" + query.get("pw", "hunter22").encode()).decode()
+            expected = (
+                "Basic "
+                + base64.b64encode(b"monitor:" + query.get("pw", "hunter22").encode()).decode()
+            )
             if self.headers.get("Authorization") == expected:
                 self._send(200, b"welcome")
             else:
                 self._send(401, b"who are you", headers={"WWW-Authenticate": 'Basic realm="t"'})
         elif path == "/echo":
-            document = {"method": self.command, "query": query, "headers": dict(self.headers),
-                        "body": body.decode(errors="replace")}
+            document = {
+                "method": self.command,
+                "query": query,
+                "headers": dict(self.headers),
+                "body": body.decode(errors="replace"),
+            }
             self._send(200, json.dumps(document).encode(), "application/json")
         elif path == "/hang":
             time.sleep(float(query.get("delay", "30")))
@@ -110,7 +133,9 @@ class TargetServer(ThreadingHTTPServer):
 
 @contextmanager
 def serving(server: TargetServer) -> Iterator[TargetServer]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server
@@ -132,7 +157,8 @@ def https_target(ca: trustme.CA, not_after_days: int = 90) -> Iterator[TargetSer
     server = TargetServer()
     server.scheme = "https"
     cert = ca.issue_cert(
-        "127.0.0.1", "localhost",
+        "127.0.0.1",
+        "localhost",
         not_after=datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=not_after_days),
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("timings", JSON, nullable=False),
         sa.Column("assertions", JSON, nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("error_kind", sa.String(32), nullable=True),
         sa.Column("response", JSON, nullable=False),
         sa.Column("artifacts", JSON, nullable=False),
         sa.Column("worker_version", sa.String(64), nullable=False),

@@ -1,0 +1,39 @@
+"""A plain Celery app, with none of synmon's code, to prove that batched messages are
+ordinary Celery task messages. Configured from the environment by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+QUEUE = os.environ["PLAIN_QUEUE"]
+app = Celery("plain")
+app.conf.update(
+    broker_url=os.environ["PLAIN_BROKER"],
+    broker_transport_options={
+        "region": "us-east-1",
+        "is_secure": False,
+        "predefined_queues": {
+            QUEUE: {
+                "url": os.environ["PLAIN_QUEUE_URL"],
+                "access_key_id": "test",
+                "secret_access_key": "test",
+            }
+        },
+        "wait_time_seconds": 1,
+        "polling_interval": 0.1,
+    },
+    task_default_queue=QUEUE,
+    worker_enable_remote_control=False,
+    accept_content=["json"],
+)
+
+
+@app.task(name="synmon.run_http")
+def run_http(request: dict[str, Any]) -> None:
+    with Path(os.environ["PLAIN_OUT"]).open("a") as out:
+        out.write(json.dumps(request) + "\n")

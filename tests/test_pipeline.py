@@ -1,0 +1,349 @@
+"""End to end over moto's SQS server and the real Postgres: dispatch -> SQS -> workers ->
+results queue -> ingest -> Postgres, with real processes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import yaml
+from sqlalchemy import func, select
+
+from app.api import trigger, wait_for_runs
+from app.checks.loader import load_definitions
+from app.checks.sync import sync
+from app.dispatch import run_request_message
+from app.messages import RunRequest
+from app.schedule import phase
+from app.sqs import BatchSender, client
+from app.storage.db import sessions
+from app.storage.models import CheckRunRow
+from config.settings import Settings, load_settings
+from tests.support.databases import postgres_database
+from tests.support.processes import (
+    ROOT,
+    MotoServer,
+    Synmon,
+    free_port,
+    kill_group,
+    moto_server,
+    wait_until,
+)
+from tests.support.servers import TargetServer, http_target, https_target
+
+pytestmark = pytest.mark.slow
+LOCATIONS = "eu-west-1,us-east-1"
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    env: dict[str, str]
+    synmon: Synmon
+    moto: MotoServer
+    target: TargetServer
+    tls: TargetServer
+    folder: Path
+
+    def sync(self, document: dict[str, Any]) -> None:
+        path = self.folder / "checks.yaml"
+        path.write_text(yaml.safe_dump(document))
+        with sessions(self.settings.database_url)() as session:
+            sync(session, load_definitions(path, self.settings))
+
+    def rows(self, **filters: Any) -> list[CheckRunRow]:
+        with sessions(self.settings.database_url)() as session:
+            query = select(CheckRunRow)
+            for name, value in filters.items():
+                query = query.where(getattr(CheckRunRow, name) == value)
+            return list(session.scalars(query.order_by(CheckRunRow.scheduled_at)))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    folder = tmp_path_factory.mktemp("pipeline")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    with (
+        moto_server() as moto,
+        postgres_database() as database_url,
+        http_target() as target,
+        https_target(ca) as tls,
+    ):
+        env = {
+            "SYNMON_ENV": "test",
+            "SYNMON_DATABASE_URL": database_url,
+            "SYNMON_SQS_ENDPOINT": moto.endpoint,
+            "SYNMON_LOCATIONS": LOCATIONS,
+            "SYNMON_DATA_DIR": str(folder),
+            "SYNMON_DISPATCH_INTERVAL": "1",
+            "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{target.port},127.0.0.1:{tls.port}",
+            "SYNMON_CA_BUNDLE": str(folder / "ca.pem"),
+            "SYNMON_VAR_PW": "pipeline-pw-42",
+            "SYNMON_VAR_TOKEN": "token-secret-77",
+            "SYNMON_LOG_FORMAT": "json",
+        }
+        synmon = Synmon(env, folder)
+        synmon.command("queues", "--create")
+        for location in LOCATIONS.split(","):
+            synmon.start(f"worker-{location}", "worker", "-l", location, "-k", "http", "-c", "2")
+        synmon.start("ingest", "ingest")
+        synmon.start("beat", "beat")
+        os.environ.update({k: v for k, v in env.items() if k.startswith("SYNMON_")})
+        try:
+            yield Pipeline(load_settings(env), env, synmon, moto, target, tls, folder)
+        finally:
+            synmon.stop_all()
+            for key in env:
+                os.environ.pop(key, None)
+
+
+def http_check(check_id: str, url: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": check_id,
+        "type": "http",
+        "frequency": "24h",
+        "locations": ["eu-west-1"],
+        "request": {"url": url, **extra.pop("request", {})},
+        **extra,
+    }
+
+
+def test_every_kind_of_outcome_end_to_end(pipeline: Pipeline) -> None:
+    t, tls = pipeline.target, pipeline.tls
+    every_comparison = [
+        {"source": "status_code", "comparison": "equals", "target": 200},
+        {"source": "status_code", "comparison": "not_equals", "target": 500},
+        {"source": "json_body", "property": "$.count", "comparison": "greater_than", "target": 2},
+        {"source": "json_body", "property": "$.count", "comparison": "less_than", "target": 4},
+        {"source": "json_body", "property": "$.items", "comparison": "contains", "target": 2},
+        {
+            "source": "json_body",
+            "property": "$.status",
+            "comparison": "not_contains",
+            "target": "down",
+        },
+        {"source": "json_body", "property": "$.status", "comparison": "matches", "target": "^ok$"},
+        {"source": "json_body", "property": "$.empty", "comparison": "is_empty"},
+        {"source": "json_body", "property": "$.items", "comparison": "not_empty"},
+        {"source": "json_body", "property": "$.nested", "comparison": "has_key", "target": "flag"},
+        {
+            "source": "json_body",
+            "property": "$.nested",
+            "comparison": "not_has_key",
+            "target": "nope",
+        },
+        {"source": "json_body", "property": "$.missing", "comparison": "is_null"},
+        {"source": "json_body", "property": "$.status", "comparison": "not_null"},
+    ]
+    every_source = [
+        {"source": "status_code", "comparison": "equals", "target": 200},
+        {
+            "source": "json_body",
+            "property": "$.nested.flag",
+            "comparison": "equals",
+            "target": True,
+        },
+        {
+            "source": "headers",
+            "property": "content-type",
+            "comparison": "contains",
+            "target": "json",
+        },
+        {"source": "text_body", "comparison": "matches", "target": '"count": 3'},
+        {"source": "response_time", "comparison": "less_than", "target": 5000},
+        {
+            "source": "tls_certificate",
+            "property": "days_until_expiry",
+            "comparison": "greater_than",
+            "target": 14,
+        },
+    ]
+    checks = [
+        http_check("comparisons", t.url("/json"), assertions=every_comparison),
+        http_check("sources", tls.url("/json"), assertions=every_source),
+        http_check("server-error", t.url("/status/500")),
+        http_check("degraded", t.url("/slow?delay=0.4"), degraded_response_time="200ms"),
+        http_check("too-slow", t.url("/slow?delay=0.4"), max_response_time="200ms"),
+        http_check("timeout", t.url("/hang?delay=5"), request={"timeout": "1s"}),
+        http_check("refused", f"http://127.0.0.1:{free_port()}/"),
+        http_check("forbidden", "http://10.0.0.1/"),
+        http_check("redirect", t.url("/redirect?to=/ok")),
+        http_check("big", t.url("/big?size=3000000")),
+        http_check(
+            "basic-auth",
+            t.url("/auth?pw=pipeline-pw-42"),
+            request={"basic_auth": {"username": "monitor", "password": "{{PW}}"}},
+        ),
+        http_check(
+            "placeholder",
+            t.url("/echo"),
+            request={"headers": {"X-Token": "{{TOKEN}}"}},
+            assertions=[
+                {"source": "json_body", "property": "$.headers.X-Token", "comparison": "not_empty"}
+            ],
+        ),
+        http_check("self-signed", tls.url("/ok"), request={"skip_tls_verify": True}),
+    ]
+    pipeline.sync({"checks": checks})
+    expected = {
+        "comparisons": "passed",
+        "sources": "passed",
+        "server-error": "failed",
+        "degraded": "degraded",
+        "too-slow": "failed",
+        "timeout": "failed",
+        "refused": "failed",
+        "forbidden": "failed",
+        "redirect": "passed",
+        "big": "passed",
+        "basic-auth": "passed",
+        "placeholder": "passed",
+        "self-signed": "passed",
+    }
+    run_ids = {check_id: trigger(check_id, settings=pipeline.settings)[0] for check_id in expected}
+    rows = wait_for_runs(list(run_ids.values()), timeout=90, settings=pipeline.settings)
+    by_run = {row.run_id: row for row in rows}
+    for check_id, status in expected.items():
+        row = by_run.get(run_ids[check_id])
+        assert row is not None, f"no result for {check_id}"
+        assert row.status == status, (check_id, row.error)
+        assert len(pipeline.rows(run_id=run_ids[check_id])) == 1
+    comparisons = by_run[run_ids["comparisons"]]
+    assert len(comparisons.assertions) == 13 and all(a["passed"] for a in comparisons.assertions)
+    assert all(a["passed"] for a in by_run[run_ids["sources"]].assertions)
+    kinds = {check_id: by_run[run_ids[check_id]].error_kind for check_id in expected}
+    assert kinds == {
+        **dict.fromkeys(expected),
+        "server-error": "assertion",
+        "too-slow": "response_time",
+        "timeout": "timeout",
+        "refused": "network",
+        "forbidden": "forbidden_target",
+    }
+    assert "refused" in (by_run[run_ids["refused"]].error or "")
+    assert "not allowed" in (by_run[run_ids["forbidden"]].error or "")
+    assert by_run[run_ids["big"]].response["body_truncated"] is True
+    stored = json.dumps([r.__dict__ for r in pipeline.rows()], default=str)
+    assert "pipeline-pw-42" not in stored and "token-secret-77" not in stored
+    worker_logs = pipeline.synmon.log("worker-eu-west-1") + pipeline.synmon.log("ingest")
+    assert "pipeline-pw-42" not in worker_logs and "token-secret-77" not in worker_logs
+
+
+def test_scheduled_runs_keep_their_slots(pipeline: Pipeline) -> None:
+    check = {
+        "id": "every-10s",
+        "type": "http",
+        "frequency": "10s",
+        "locations": LOCATIONS.split(","),
+        "request": {"url": pipeline.target.url("/ok")},
+    }
+    pipeline.sync({"checks": [check]})
+    wait_until(
+        lambda: len(pipeline.rows(check_id="every-10s")) >= 8,
+        timeout=60,
+        interval=1,
+        message="eight scheduled runs",
+    )
+    rows = pipeline.rows(check_id="every-10s")
+    offset = phase("every-10s", 10)
+    for location in LOCATIONS.split(","):
+        slots = [r.scheduled_at for r in rows if r.location == location]
+        assert len(slots) == len(set(slots)) >= 3
+        assert all(b - a == timedelta(seconds=10) for a, b in itertools.pairwise(slots))
+        for slot in slots:
+            since_epoch = (slot - datetime(2020, 1, 1, tzinfo=UTC)).total_seconds() - offset
+            assert abs(since_epoch / 10 - round(since_epoch / 10)) < 1e-6
+    for row in rows:
+        # Started within two dispatcher ticks of its slot.
+        assert timedelta(0) <= row.started_at - row.scheduled_at < timedelta(seconds=3), row
+    pipeline.sync({"checks": []})
+    settled = len(pipeline.rows(check_id="every-10s"))
+    time.sleep(12)
+    assert len(pipeline.rows(check_id="every-10s")) <= settled + 2  # at most what was in flight
+
+
+def test_a_redelivered_run_is_stored_once(pipeline: Pipeline) -> None:
+    pipeline.sync({"checks": [http_check("twice", pipeline.target.url("/ok"))]})
+    with sessions(pipeline.settings.database_url)() as session:
+        from app.storage.models import CheckRow
+
+        definition = session.get(CheckRow, "twice").definition  # type: ignore[union-attr]
+    request = RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC))
+    message = run_request_message(request, pipeline.settings)
+    BatchSender(pipeline.settings).send([message, message, message])
+    wait_for_runs([request.run_id], 60, pipeline.settings)
+    wait_until(lambda: pipeline.synmon.log("worker-eu-west-1").count(str(request.run_id)) >= 3, 30)
+    with sessions(pipeline.settings.database_url)() as session:
+        count = session.scalar(select(func.count()).where(CheckRunRow.run_id == request.run_id))
+    assert count == 1
+
+
+def test_batched_messages_are_plain_celery_task_messages(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    sqs = client(pipeline.settings)
+    queue = "plain-celery-check"
+    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    out = tmp_path / "received.jsonl"
+    env = {
+        **os.environ,
+        "PLAIN_QUEUE": queue,
+        "PLAIN_QUEUE_URL": url,
+        "PLAIN_OUT": str(out),
+        "PLAIN_BROKER": f"sqs://test:test@127.0.0.1:{pipeline.moto.port}",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.support.plain_celery",
+            "worker",
+            "-P",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        from app.sqs import Outgoing, celery_task_body
+
+        bodies = [{"n": i, "run_id": str(uuid.uuid4())} for i in range(25)]
+        sent = BatchSender(pipeline.settings)
+        sent.urls._urls[queue] = url
+        sent.send(
+            [Outgoing(queue, celery_task_body("synmon.run_http", [b], queue)) for b in bodies]
+        )
+        wait_until(
+            lambda: out.exists() and len(out.read_text().splitlines()) == 25,
+            timeout=60,
+            message="25 tasks consumed by plain Celery",
+        )
+        received = sorted(
+            (json.loads(line) for line in out.read_text().splitlines()), key=lambda b: b["n"]
+        )
+        assert received == bodies
+    finally:
+        kill_group(worker)
