@@ -28,7 +28,7 @@ def compile_json_path(expression: str) -> Any:
     """A compiled JSONPath; raises ``ValueError`` with a readable message."""
     try:
         return parse_json_path(expression)
-    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
+    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # noqa: BLE001 - jsonpath-ng raises bare Exceptions too
         raise ValueError(f"property {expression!r} is not a valid JSONPath: {exc}") from None
 
 

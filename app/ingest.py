@@ -369,7 +369,7 @@ class Ingestor:
                     ReceiptHandle=message.receipt,
                     VisibilityTimeout=_poison_visibility(message.receive_count),
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - it comes back after its timeout anyway
                 log.warning("could not change the visibility of a poison message: %s", exc)
 
     def _delete(self, messages: list[Received]) -> None:
@@ -383,7 +383,7 @@ class Ingestor:
                         {"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)
                     ],
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - stored already; redelivery is harmless
                 # Stored already: when they come back, their run ids are recognised.
                 log.warning("could not delete %d stored result message(s): %s", len(chunk), exc)
                 continue
@@ -445,7 +445,7 @@ class Ingestor:
                     relay_outbox(self.sessions, self.settings)
                     last_relay = time.monotonic()
                 failures = 0
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive SQS and database outages
                 failures += 1
                 log.warning("ingest cycle failed (%s); retrying", exc)
                 self.stop.wait(min(10.0, 0.5 * 2 ** min(failures, 5)))

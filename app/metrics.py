@@ -69,7 +69,7 @@ class QueueCollector(Collector):
         )
         try:
             stats = all_stats(self.settings)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because SQS is down
             log.warning("queue metrics unavailable: %s", exc)
             stats = []
         for item in stats:

@@ -186,6 +186,6 @@ class NotificationSender:
         while not self.stop.is_set():
             try:
                 self.send_due()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a database outage must not end the loop
                 log.warning("notification cycle failed: %s", exc)
             self.stop.wait(interval)

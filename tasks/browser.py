@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.signals import worker_init, worker_process_shutdown
+
 from app.celery import app
 from app.runner import execute
 from app.worker import receive_count
@@ -23,3 +25,19 @@ def run_browser(self: Any, request: dict[str, Any]) -> str:
         lambda check, run, deliveries: run_browser_check(check, run, settings, deliveries),
     )
     return result.status
+
+
+@worker_process_shutdown.connect
+def close_browser(**_: Any) -> None:
+    """A pool process that exits takes its Chromium with it."""
+    from app.browser.pool import close_host
+
+    close_host()
+
+
+@worker_init.connect
+def sweep_chromium(**_: Any) -> None:
+    """Chromium left behind by a worker that died on this machine is killed at start."""
+    from app.browser.chromium import sweep_orphans
+
+    sweep_orphans()

@@ -205,7 +205,7 @@ def test_two_dispatchers_never_double_schedule(postgres_url: str) -> None:
         try:
             for step in range(0, 40, 2):
                 tick(Session, settings, sender, T0 + timedelta(seconds=step))
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=dispatcher) for _ in range(2)]

@@ -108,7 +108,7 @@ def parse_document(text: str, file: str, definitions: Definitions, problems: lis
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problems.append(Problem(file, None, None, f"not valid YAML: {line}{exc.problem}"))
         return
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - PyYAML raises ValueError, RecursionError, ...
         problems.append(Problem(file, None, None, f"not valid YAML: {exc}"))
         return
     if document is None:

@@ -1,0 +1,317 @@
+"""Browser checks with real headless Chromium against pages served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from app.browser.chromium import chromium_processes
+from app.browser.pool import BrowserHost
+from app.checks.models import Check
+from app.messages import RunRequest, RunResult
+from tests.conftest import make_settings
+from tests.support.pages import PageServer
+from tests.support.processes import free_port
+from tests.support.servers import TargetServer, serving
+
+pytestmark = pytest.mark.slow
+PASSWORD = "correct-horse"
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[PageServer]:
+    with serving(PageServer(PASSWORD)) as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def other() -> Iterator[TargetServer]:
+    with serving(TargetServer()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def host(site: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserHost]:
+    settings = make_settings(
+        SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{site.port}",
+        SYNMON_VAR_PASSWORD=PASSWORD,
+        SYNMON_PUBLIC_VAR_USER="ada@example.com",
+        SYNMON_DATA_DIR=str(tmp_path_factory.mktemp("browser")),
+        SYNMON_BROWSER_RECYCLE_AFTER="1000",
+    )
+    browser_host = BrowserHost(settings)
+    try:
+        yield browser_host
+    finally:
+        browser_host.close()
+
+
+def run(host: BrowserHost, steps: list[Any], **extra: Any) -> RunResult:
+    browser = {"steps": steps, **extra.pop("browser", {})}
+    check = Check.model_validate(
+        {"id": "flow", "type": "browser", "locations": ["eu-west-1"], "browser": browser, **extra}
+    )
+    request = RunRequest(uuid.uuid4(), check.snapshot(), "eu-west-1", datetime.now(UTC))
+    return host.run(check, request, 1)
+
+
+def steps_passed(result: RunResult) -> list[Any]:
+    return [o["passed"] for o in result.assertions]
+
+
+def test_a_login_flow_with_a_form_and_navigation(host: BrowserHost, site: PageServer) -> None:
+    result = run(
+        host,
+        [
+            {"goto": site.url("/login")},
+            {"fill": {"selector": "#email", "value": "{{USER}}"}},
+            {"fill": {"selector": "#password", "value": "{{PASSWORD}}"}},
+            {"select": {"selector": "#lang", "value": "nl"}},
+            {"click": "button[type=submit]"},
+            {"wait_for": {"navigation": True}},
+            {"assert_text": {"selector": "h1", "contains": "Welcome, ada"}},
+            {"assert_text": {"selector": "#lang", "equals": "nl"}},
+            {"assert_title": {"contains": "Dashboard"}},
+            {"assert_url": {"matches": "/dashboard\\?user=ada"}},
+            {"assert_hidden": "#menu"},
+            {"click": "#toggle"},
+            {"assert_visible": "#menu"},
+            {"evaluate": "document.querySelectorAll('.item').length === 2"},
+            {"screenshot": "dashboard"},
+        ],
+    )
+    assert result.status == "passed", result.error
+    assert steps_passed(result) == [True] * 15
+    assert all(o["duration_ms"] >= 0 for o in result.assertions)
+    assert result.response["title"] == "Dashboard - Acme"
+    (shot,) = result.artifacts
+    assert shot["name"] == "dashboard" and shot["bytes"] > 1000
+    assert Path(shot["url"].removeprefix("file://")).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"ttfb_ms", "dom_content_loaded_ms", "load_ms"} <= set(result.timings)
+    # The typed password reached the site, and no part of the result holds it.
+    assert site.hits[-1]["form"]["password"] == PASSWORD
+    assert PASSWORD not in json.dumps(result.__dict__, default=str)
+    assert "ada@example.com" in json.dumps(site.hits[-1])
+
+
+def test_a_single_page_app_route_change(host: BrowserHost, site: PageServer) -> None:
+    result = run(
+        host,
+        [
+            {"goto": site.url("/spa")},
+            {"click": "#to-settings"},
+            {"assert_url": {"contains": "/spa/settings"}},
+            {"wait_for": {"selector": "#settings"}},
+            {"assert_title": {"equals": "SPA settings"}},
+            {"wait_for": {"text": "Settings view"}},
+        ],
+    )
+    assert result.status == "passed", result.error
+
+
+def test_a_slow_element_is_waited_for(host: BrowserHost, site: PageServer) -> None:
+    result = run(
+        host,
+        [
+            {"goto": site.url("/slow-element")},
+            {"assert_text": {"selector": "#late", "equals": "Ready now", "timeout": "5s"}},
+        ],
+    )
+    assert result.status == "passed", result.error
+    assert result.assertions[1]["duration_ms"] > 1000
+
+
+def test_a_missing_element_fails_at_its_step_with_a_screenshot(
+    host: BrowserHost, site: PageServer
+) -> None:
+    result = run(
+        host,
+        [
+            {"goto": site.url("/login")},
+            {"click": {"selector": "#does-not-exist", "timeout": "1s"}},
+            {"fill": {"selector": "#email", "value": "x"}},
+        ],
+    )
+    assert result.status == "failed" and result.error_kind == "assertion"
+    assert (
+        result.error
+        == "step 2 (click '#does-not-exist'): no visible element matches '#does-not-exist' after 1s"
+    )
+    assert steps_passed(result) == [True, False, None]
+    assert result.assertions[2]["skipped"] is True
+    assert result.response["failed_step"] == 2
+    (shot,) = result.artifacts
+    assert shot["name"] == "failure" and shot["bytes"] > 1000
+
+
+def test_javascript_errors_are_recorded(host: BrowserHost, site: PageServer) -> None:
+    result = run(host, [{"goto": site.url("/js-error")}, {"assert_visible": "#ok"}])
+    assert result.status == "passed", result.error
+    errors = result.response["console_errors"]
+    assert any("console says no" in e for e in errors)
+    assert any("boom from page" in e for e in errors)
+
+
+def test_failing_subresources_are_recorded(host: BrowserHost, site: PageServer) -> None:
+    result = run(
+        host,
+        [{"goto": site.url(f"/broken-resources?closed={free_port()}")}, {"assert_visible": "#ok"}],
+    )
+    assert result.status == "passed", result.error
+    failed = result.response["failed_requests"]
+    assert any(f["url"].endswith("/missing.png") and f.get("status") == 404 for f in failed), failed
+    assert any("127.0.0.1:" in f["url"] and f.get("blocked") for f in failed), failed
+
+
+def test_a_page_that_never_finishes_loading_times_out_cleanly(
+    host: BrowserHost, site: PageServer
+) -> None:
+    started = time.monotonic()
+    result = run(
+        host,
+        [{"goto": {"url": site.url("/never-loads"), "timeout": "2s"}}, {"assert_visible": "p"}],
+    )
+    assert result.status == "failed" and result.error_kind == "timeout"
+    assert "did not finish loading (load) within 2s" in (result.error or "")
+    assert time.monotonic() - started < 15
+    # The whole check's timeout also holds when a step has none of its own.
+    started = time.monotonic()
+    result = run(host, [{"goto": site.url("/never-loads")}], browser={"timeout": "3s"})
+    assert result.status == "failed" and result.error_kind == "timeout"
+    assert time.monotonic() - started < 15
+    assert run(host, [{"goto": site.url("/trivial")}]).status == "passed"
+
+
+def test_basic_auth_as_a_header(host: BrowserHost, site: PageServer) -> None:
+    ok = run(
+        host,
+        [
+            {"goto": site.url("/protected")},
+            {"assert_text": {"selector": "h1", "equals": "Secret area"}},
+        ],
+        browser={"basic_auth": {"username": "admin", "password": "{{PASSWORD}}"}},
+    )
+    assert ok.status == "passed", ok.error
+    denied = run(host, [{"goto": site.url("/protected")}])
+    assert denied.status == "failed" and "ERR_INVALID_AUTH_CREDENTIALS" in (denied.error or "")
+    step = run(
+        host,
+        [
+            {"basic_auth": {"username": "admin", "password": "{{PASSWORD}}"}},
+            {"set_header": {"name": "X-Trace", "value": "trace-1"}},
+            {"goto": site.url("/protected")},
+        ],
+    )
+    assert step.status == "passed", step.error
+
+
+def test_an_evaluate_that_returns_false(host: BrowserHost, site: PageServer) -> None:
+    result = run(
+        host, [{"goto": site.url("/login")}, {"evaluate": "document.title === 'Something else'"}]
+    )
+    assert result.status == "failed" and result.error_kind == "assertion"
+    assert "expression returned False, not a truthy value" in (result.error or "")
+    thrown = run(host, [{"goto": site.url("/login")}, {"evaluate": "undefinedThing.call()"}])
+    assert thrown.status == "failed" and "expression threw" in (thrown.error or "")
+
+
+def test_degraded_when_slower_than_degraded_response_time(
+    host: BrowserHost, site: PageServer
+) -> None:
+    result = run(
+        host,
+        [{"goto": site.url("/slow-element")}, {"wait_for": {"selector": "#late"}}],
+        degraded_response_time="500ms",
+    )
+    assert result.status == "degraded", result.error
+
+
+def test_the_page_cannot_reach_forbidden_targets(
+    host: BrowserHost, site: PageServer, other: TargetServer
+) -> None:
+    result = run(host, [{"goto": site.url(f"/ssrf?other={other.port}")}, {"assert_visible": "#ok"}])
+    assert result.status == "passed", result.error
+    assert other.hits == [], "a forbidden target was reached"
+    blocked = {f["url"] for f in result.response["failed_requests"] if f.get("blocked")}
+    assert {f"127.0.0.1:{other.port}", "169.254.169.254:80", "10.0.0.1:80"} <= blocked
+    navigation = run(host, [{"goto": other.url("/ok")}])
+    assert navigation.status == "failed" and navigation.error_kind == "forbidden_target"
+    assert "loopback addresses are not allowed" in (navigation.error or "")
+    assert other.hits == []
+
+
+def test_undefined_placeholder_fails_clearly(host: BrowserHost, site: PageServer) -> None:
+    result = run(
+        host, [{"goto": site.url("/login")}, {"fill": {"selector": "#email", "value": "{{NOPE}}"}}]
+    )
+    assert result.status == "failed" and result.error_kind == "config"
+    assert "{{NOPE}} has no value" in (result.error or "")
+
+
+def test_chromium_killed_mid_run_then_the_next_run_succeeds(
+    host: BrowserHost, site: PageServer
+) -> None:
+    host.ensure()
+    assert host.chromium is not None
+    victim = host.chromium
+
+    def kill_soon() -> None:
+        time.sleep(1.0)
+        for process in victim.tree():
+            process.kill()
+
+    killer = threading.Thread(target=kill_soon)
+    killer.start()
+    crashed = run(
+        host, [{"goto": site.url("/login")}, {"wait_for": {"selector": "#never", "timeout": "20s"}}]
+    )
+    killer.join()
+    assert crashed.status == "failed" and crashed.error_kind == "browser"
+    assert "Chromium crashed during step 2" in (crashed.error or "")
+    again = run(
+        host,
+        [
+            {"goto": site.url("/trivial")},
+            {"click": "#b"},
+            {"assert_text": {"selector": "#b", "equals": "clicked"}},
+        ],
+    )
+    assert again.status == "passed", again.error
+    assert host.chromium is not victim
+    assert not [p for p in victim.tree() if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_recycling_and_closing_leave_no_chromium_behind(site: PageServer, tmp_path: Path) -> None:
+    settings = make_settings(
+        SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{site.port}",
+        SYNMON_BROWSER_RECYCLE_AFTER="2",
+        SYNMON_DATA_DIR=str(tmp_path),
+    )
+    before = {p.pid for p in chromium_processes()}
+    browser_host = BrowserHost(settings)
+    try:
+        pids = []
+        for _ in range(5):
+            assert run(browser_host, [{"goto": site.url("/trivial")}]).status == "passed"
+            assert browser_host.chromium is not None
+            pids.append(browser_host.chromium.pid)
+        assert len(set(pids)) == 3  # recycled after every second run
+        assert browser_host.launches == 3
+    finally:
+        browser_host.close()
+    time.sleep(0.5)
+    left = [
+        p
+        for p in chromium_processes()
+        if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE
+    ]
+    assert left == []
