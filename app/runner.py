@@ -75,25 +75,36 @@ def log_run(result: RunResult) -> None:
 
 
 def execute(
-    raw: Any, kind: str, deliveries: int, settings: Settings, executor: Executor
+    raw: Any,
+    kind: str,
+    deliveries: int,
+    settings: Settings,
+    executor: Executor,
+    on_job_failure: Callable[[], None] | None = None,
 ) -> RunResult:
     """Run ``raw`` (a run request as received) and publish its result.
 
-    Raises ``MessageError`` for a message no retry will fix, and whatever publishing
-    raises when SQS cannot take the result; both leave the message to SQS.
+    Raises ``MessageError`` for a message no retry will fix, and whatever running or
+    publishing raised when the job could not be done; both leave the message to SQS,
+    after ``on_job_failure`` (which schedules its redelivery).
     """
     try:
-        request, check = decode(raw, kind)
-    except MessageError as exc:
-        log.error(
-            "rejected a %s run request (delivery %d): %s",
-            kind,
-            deliveries,
-            exc,
-            extra={"deliveries": deliveries, "reason": str(exc)},
-        )
+        try:
+            request, check = decode(raw, kind)
+        except MessageError as exc:
+            log.error(
+                "rejected a %s run request (delivery %d): %s",
+                kind,
+                deliveries,
+                exc,
+                extra={"deliveries": deliveries, "reason": str(exc)},
+            )
+            raise
+        result = executor(check, request, deliveries)
+        publish_result(result, settings)
+    except Exception:
+        if on_job_failure is not None:
+            on_job_failure()
         raise
-    result = executor(check, request, deliveries)
-    publish_result(result, settings)
     log_run(result)
     return result

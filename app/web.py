@@ -207,6 +207,9 @@ def demo(path: str, environ: dict[str, Any], start: StartResponse) -> list[bytes
     if path == "/demo/login":
         return _html(start, DEMO_LOGIN)
     if path == "/demo/dashboard":
+        if environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            environ["wsgi.input"].read(length)
         return _html(start, DEMO_DASHBOARD)
     return _json(start, {"error": "not found"}, "404 Not Found")
 

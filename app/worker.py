@@ -15,6 +15,7 @@ from typing import Any
 from celery.worker.consumer import Consumer
 
 from app.ssrf import TargetGuard
+from config.celery import JOB_BACKOFF_SECONDS
 from config.settings import Settings
 
 log = logging.getLogger("synmon.worker")
@@ -30,14 +31,42 @@ class SynmonConsumer(Consumer):  # type: ignore[misc]
         message.reject_log_error(log, self.connection_errors)
 
 
+def _sqs_delivery(request: Any) -> dict[str, Any]:
+    properties = getattr(request, "properties", None) or {}
+    return dict(properties.get("delivery_info") or {})
+
+
 def receive_count(request: Any) -> int:
     """How many times SQS has delivered the message of this task (1 the first time)."""
-    properties = getattr(request, "properties", None) or {}
-    sqs_message = (properties.get("delivery_info") or {}).get("sqs_message") or {}
+    sqs_message = _sqs_delivery(request).get("sqs_message") or {}
     try:
         return int(sqs_message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
     except (TypeError, ValueError):
         return 1
+
+
+def backoff_redelivery(request: Any, settings: Settings) -> None:
+    """Make a failed job's message visible again after a delay that grows per delivery.
+
+    The message is not deleted (acks_late, no ack on failure): SQS delivers it again
+    when this visibility runs out, and moves it to the DLQ after maxReceiveCount.
+    Without this a failed job would wait out the queue's whole visibility timeout.
+    """
+    from app.sqs import client
+
+    delivery = _sqs_delivery(request)
+    receipt = (delivery.get("sqs_message") or {}).get("ReceiptHandle")
+    queue_url = delivery.get("sqs_queue")
+    if not receipt or not queue_url:
+        return
+    count = receive_count(request)
+    delay = JOB_BACKOFF_SECONDS.get(count, max(JOB_BACKOFF_SECONDS.values()))
+    try:
+        client(settings).change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=delay
+        )
+    except Exception as exc:  # noqa: BLE001 - the message still comes back, only later
+        log.warning("could not shorten the redelivery of a failed job: %s", exc)
 
 
 _guards: dict[Settings, TargetGuard] = {}

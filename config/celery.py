@@ -48,16 +48,14 @@ def route_task(
 
 def celery_config(settings: Settings, queue_urls: Mapping[str, str]) -> dict[str, Any]:
     """The whole Celery configuration. ``queue_urls`` maps every queue name to its URL."""
-    # Dispatch ticks are disposable (the next tick selects the same due checks), so
-    # only run requests go back to their queue with a backoff when their job fails.
-    run_task_names = list(RUN_TASKS.values())
+    # No kombu backoff_policy: with it, kombu 5.7 raises KeyError('sqs_message') when a
+    # pool process is lost (its requeue drops the field the policy reads) and the whole
+    # worker stops. app/worker.py applies JOB_BACKOFF_SECONDS itself.
     predefined = {
         name: {
             "url": url,
             "access_key_id": "test" if settings.sqs_endpoint else None,
             "secret_access_key": "test" if settings.sqs_endpoint else None,
-            "backoff_policy": JOB_BACKOFF_SECONDS,
-            "backoff_tasks": run_task_names,
         }
         for name, url in queue_urls.items()
     }

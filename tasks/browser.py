@@ -8,7 +8,7 @@ from celery.signals import worker_init, worker_process_shutdown
 
 from app.celery import app
 from app.runner import execute
-from app.worker import receive_count
+from app.worker import backoff_redelivery, receive_count
 from config.settings import get_settings
 
 
@@ -23,6 +23,7 @@ def run_browser(self: Any, request: dict[str, Any]) -> str:
         receive_count(self.request),
         settings,
         lambda check, run, deliveries: run_browser_check(check, run, settings, deliveries),
+        on_job_failure=lambda: backoff_redelivery(self.request, settings),
     )
     return result.status
 

@@ -7,7 +7,7 @@ from typing import Any
 from app.celery import app
 from app.http_check import run_http_check
 from app.runner import execute
-from app.worker import guard_for, receive_count
+from app.worker import backoff_redelivery, guard_for, receive_count
 from config.settings import get_settings
 
 
@@ -21,5 +21,6 @@ def run_http(self: Any, request: dict[str, Any]) -> str:
         receive_count(self.request),
         settings,
         lambda check, run, deliveries: run_http_check(check, run, settings, guard, deliveries),
+        on_job_failure=lambda: backoff_redelivery(self.request, settings),
     )
     return result.status

@@ -18,29 +18,17 @@ from typing import Any
 
 import pytest
 import trustme
-import yaml
 from sqlalchemy import func, select
 
 from app.api import trigger, wait_for_runs
-from app.checks.loader import load_definitions
-from app.checks.sync import sync
 from app.dispatch import run_request_message
 from app.messages import RunRequest
 from app.schedule import phase
 from app.sqs import BatchSender, client
 from app.storage.db import sessions
 from app.storage.models import CheckRunRow
-from config.settings import Settings, load_settings
-from tests.support.databases import postgres_database
-from tests.support.processes import (
-    ROOT,
-    MotoServer,
-    Synmon,
-    free_port,
-    kill_group,
-    moto_server,
-    wait_until,
-)
+from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.processes import ROOT, free_port, kill_group, wait_until
 from tests.support.servers import TargetServer, http_target, https_target
 
 pytestmark = pytest.mark.slow
@@ -48,66 +36,37 @@ LOCATIONS = "eu-west-1,us-east-1"
 
 
 @dataclass
-class Pipeline:
-    settings: Settings
-    env: dict[str, str]
-    synmon: Synmon
-    moto: MotoServer
-    target: TargetServer
+class Targets:
+    plain: TargetServer
     tls: TargetServer
     folder: Path
-
-    def sync(self, document: dict[str, Any]) -> None:
-        path = self.folder / "checks.yaml"
-        path.write_text(yaml.safe_dump(document))
-        with sessions(self.settings.database_url)() as session:
-            sync(session, load_definitions(path, self.settings))
-
-    def rows(self, **filters: Any) -> list[CheckRunRow]:
-        with sessions(self.settings.database_url)() as session:
-            query = select(CheckRunRow)
-            for name, value in filters.items():
-                query = query.where(getattr(CheckRunRow, name) == value)
-            return list(session.scalars(query.order_by(CheckRunRow.scheduled_at)))
+    closed_port: int  # allowed, but nothing listens there
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Targets]:
     folder = tmp_path_factory.mktemp("pipeline")
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    with (
-        moto_server() as moto,
-        postgres_database() as database_url,
-        http_target() as target,
-        https_target(ca) as tls,
-    ):
-        env = {
-            "SYNMON_ENV": "test",
-            "SYNMON_DATABASE_URL": database_url,
-            "SYNMON_SQS_ENDPOINT": moto.endpoint,
-            "SYNMON_LOCATIONS": LOCATIONS,
-            "SYNMON_DATA_DIR": str(folder),
-            "SYNMON_DISPATCH_INTERVAL": "1",
-            "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{target.port},127.0.0.1:{tls.port}",
-            "SYNMON_CA_BUNDLE": str(folder / "ca.pem"),
-            "SYNMON_VAR_PW": "pipeline-pw-42",
-            "SYNMON_VAR_TOKEN": "token-secret-77",
-            "SYNMON_LOG_FORMAT": "json",
-        }
-        synmon = Synmon(env, folder)
-        synmon.command("queues", "--create")
-        for location in LOCATIONS.split(","):
-            synmon.start(f"worker-{location}", "worker", "-l", location, "-k", "http", "-c", "2")
-        synmon.start("ingest", "ingest")
-        synmon.start("beat", "beat")
-        os.environ.update({k: v for k, v in env.items() if k.startswith("SYNMON_")})
-        try:
-            yield Pipeline(load_settings(env), env, synmon, moto, target, tls, folder)
-        finally:
-            synmon.stop_all()
-            for key in env:
-                os.environ.pop(key, None)
+    with http_target() as plain, https_target(ca) as tls:
+        yield Targets(plain, tls, folder, free_port())
+
+
+@pytest.fixture(scope="module")
+def pipeline(targets: Targets) -> Iterator[Pipeline]:
+    env = {
+        "SYNMON_LOCATIONS": LOCATIONS,
+        "SYNMON_ALLOWED_TARGETS": ",".join(
+            f"127.0.0.1:{port}"
+            for port in (targets.plain.port, targets.tls.port, targets.closed_port)
+        ),
+        "SYNMON_CA_BUNDLE": str(targets.folder / "ca.pem"),
+        "SYNMON_VAR_PW": "pipeline-pw-42",
+        "SYNMON_VAR_TOKEN": "token-secret-77",
+    }
+    workers = [(location, "http", 2) for location in LOCATIONS.split(",")]
+    with running_pipeline(targets.folder, env, workers) as running:
+        yield running
 
 
 def http_check(check_id: str, url: str, **extra: Any) -> dict[str, Any]:
@@ -121,8 +80,8 @@ def http_check(check_id: str, url: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_every_kind_of_outcome_end_to_end(pipeline: Pipeline) -> None:
-    t, tls = pipeline.target, pipeline.tls
+def test_every_kind_of_outcome_end_to_end(pipeline: Pipeline, targets: Targets) -> None:
+    t, tls = targets.plain, targets.tls
     every_comparison = [
         {"source": "status_code", "comparison": "equals", "target": 200},
         {"source": "status_code", "comparison": "not_equals", "target": 500},
@@ -178,7 +137,7 @@ def test_every_kind_of_outcome_end_to_end(pipeline: Pipeline) -> None:
         http_check("degraded", t.url("/slow?delay=0.4"), degraded_response_time="200ms"),
         http_check("too-slow", t.url("/slow?delay=0.4"), max_response_time="200ms"),
         http_check("timeout", t.url("/hang?delay=5"), request={"timeout": "1s"}),
-        http_check("refused", f"http://127.0.0.1:{free_port()}/"),
+        http_check("refused", f"http://127.0.0.1:{targets.closed_port}/"),
         http_check("forbidden", "http://10.0.0.1/"),
         http_check("redirect", t.url("/redirect?to=/ok")),
         http_check("big", t.url("/big?size=3000000")),
@@ -238,17 +197,17 @@ def test_every_kind_of_outcome_end_to_end(pipeline: Pipeline) -> None:
     assert by_run[run_ids["big"]].response["body_truncated"] is True
     stored = json.dumps([r.__dict__ for r in pipeline.rows()], default=str)
     assert "pipeline-pw-42" not in stored and "token-secret-77" not in stored
-    worker_logs = pipeline.synmon.log("worker-eu-west-1") + pipeline.synmon.log("ingest")
+    worker_logs = pipeline.synmon.log("worker-eu-west-1-http") + pipeline.synmon.log("ingest")
     assert "pipeline-pw-42" not in worker_logs and "token-secret-77" not in worker_logs
 
 
-def test_scheduled_runs_keep_their_slots(pipeline: Pipeline) -> None:
+def test_scheduled_runs_keep_their_slots(pipeline: Pipeline, targets: Targets) -> None:
     check = {
         "id": "every-10s",
         "type": "http",
         "frequency": "10s",
         "locations": LOCATIONS.split(","),
-        "request": {"url": pipeline.target.url("/ok")},
+        "request": {"url": targets.plain.url("/ok")},
     }
     pipeline.sync({"checks": [check]})
     wait_until(
@@ -275,17 +234,16 @@ def test_scheduled_runs_keep_their_slots(pipeline: Pipeline) -> None:
     assert len(pipeline.rows(check_id="every-10s")) <= settled + 2  # at most what was in flight
 
 
-def test_a_redelivered_run_is_stored_once(pipeline: Pipeline) -> None:
-    pipeline.sync({"checks": [http_check("twice", pipeline.target.url("/ok"))]})
-    with sessions(pipeline.settings.database_url)() as session:
-        from app.storage.models import CheckRow
-
-        definition = session.get(CheckRow, "twice").definition  # type: ignore[union-attr]
+def test_a_redelivered_run_is_stored_once(pipeline: Pipeline, targets: Targets) -> None:
+    pipeline.sync({"checks": [http_check("twice", targets.plain.url("/ok"))]})
+    definition = pipeline.definition("twice")
     request = RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC))
     message = run_request_message(request, pipeline.settings)
     BatchSender(pipeline.settings).send([message, message, message])
     wait_for_runs([request.run_id], 60, pipeline.settings)
-    wait_until(lambda: pipeline.synmon.log("worker-eu-west-1").count(str(request.run_id)) >= 3, 30)
+    wait_until(
+        lambda: pipeline.synmon.log("worker-eu-west-1-http").count(str(request.run_id)) >= 3, 30
+    )
     with sessions(pipeline.settings.database_url)() as session:
         count = session.scalar(select(func.count()).where(CheckRunRow.run_id == request.run_id))
     assert count == 1

@@ -54,7 +54,7 @@ def test_synmon_up_runs_the_example_checks_and_stops_cleanly(tmp_path: Path) -> 
         runs = wait_until(passed_runs, 60, 1, "a passed run of the example check")
         assert time.monotonic() - started < 60 and runs
         children = psutil.Process(up.pid).children(recursive=True)
-        assert len(children) >= 4  # http worker (+ pool), beat, ingest
+        assert len(children) >= 6  # http and browser workers (+ pools), beat, ingest
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=90) == 0
         assert "stopped." in (tmp_path / "up.log").read_text()

@@ -1,0 +1,100 @@
+"""The browser worker as a real Celery worker: Chromium killed mid-run, a pool process
+killed with its Chromium, and shutdown, all leaving no Chromium behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from app.api import trigger, wait_for_runs
+from app.browser.chromium import chromium_processes
+from tests.support.pages import PageServer
+from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.processes import wait_until
+from tests.support.servers import serving
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[PageServer]:
+    with serving(PageServer()) as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def pipeline(site: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    folder = tmp_path_factory.mktemp("browser-worker")
+    env = {"SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{site.port}"}
+    with running_pipeline(folder, env, [("eu-west-1", "browser", 1)], beat=False) as running:
+        running.sync({"checks": [
+            {"id": "stuck", "type": "browser", "frequency": "24h", "locations": ["eu-west-1"],
+             "browser": {"steps": [{"goto": site.url("/login")},
+                                   {"wait_for": {"selector": "#never", "timeout": "25s"}}]}},
+            {"id": "quick", "type": "browser", "frequency": "24h", "locations": ["eu-west-1"],
+             "browser": {"steps": [{"goto": site.url("/trivial")}, {"click": "#b"},
+                                   {"assert_text": {"selector": "#b", "equals": "clicked"}}]}},
+        ]})
+        yield running
+
+
+def worker_chromium(pipeline: Pipeline) -> list[psutil.Process]:
+    (_, worker), *_ = [p for p in pipeline.synmon.processes if p[0].startswith("worker")]
+    try:
+        tree = psutil.Process(worker.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in tree if "chromium" in p.name().lower() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def pool_process(pipeline: Pipeline) -> psutil.Process:
+    (_, worker), *_ = [p for p in pipeline.synmon.processes if p[0].startswith("worker")]
+    (child,) = psutil.Process(worker.pid).children()
+    return child
+
+
+def test_chromium_killed_mid_run(pipeline: Pipeline) -> None:
+    assert wait_for_runs(trigger("quick", settings=pipeline.settings), 90, pipeline.settings)[0].status == "passed"
+    (run_id,) = trigger("stuck", settings=pipeline.settings)
+    time.sleep(3)  # the run is now waiting for #never
+    victims = wait_until(lambda: worker_chromium(pipeline), 20, message="Chromium running")
+    for process in victims:
+        process.kill()
+    (row,) = wait_for_runs([run_id], 60, pipeline.settings)
+    assert row.status == "failed" and row.error_kind == "browser"
+    assert "Chromium crashed during step 2" in (row.error or "")
+    assert not [p for p in victims if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    again = wait_for_runs(trigger("quick", settings=pipeline.settings), 90, pipeline.settings)
+    assert [r.status for r in again] == ["passed"]
+
+
+def test_a_killed_pool_process_takes_its_chromium_and_the_run_comes_back(pipeline: Pipeline) -> None:
+    (run_id,) = trigger("stuck", settings=pipeline.settings)
+    time.sleep(3)
+    victims = wait_until(lambda: worker_chromium(pipeline), 20, message="Chromium running")
+    child = pool_process(pipeline)
+    os.kill(child.pid, signal.SIGKILL)
+    # PR_SET_PDEATHSIG: Chromium dies with the process that owned it.
+    wait_until(lambda: not [p for p in victims if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
+               20, message="Chromium gone with its owner")
+    # The lost job is delivered again and ends as one stored result (the wait step fails).
+    rows = wait_for_runs([run_id], 120, pipeline.settings)
+    assert len(rows) == 1 and rows[0].status == "failed", [(r.status, r.error) for r in rows]
+    assert rows[0].deliveries >= 2
+
+
+def test_worker_shutdown_leaves_no_chromium(pipeline: Pipeline, tmp_path: Path) -> None:
+    assert wait_for_runs(trigger("quick", settings=pipeline.settings), 90, pipeline.settings)[0].status == "passed"
+    assert worker_chromium(pipeline)
+    before_ours = {p.pid for p in worker_chromium(pipeline)}
+    (_, worker), *_ = [p for p in pipeline.synmon.processes if p[0].startswith("worker")]
+    assert pipeline.synmon.stop(worker, signal.SIGTERM, timeout=60) == 0
+    time.sleep(1)
+    left = [p for p in chromium_processes() if p.pid in before_ours and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == []
