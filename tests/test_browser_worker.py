@@ -33,14 +33,37 @@ def pipeline(site: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
     folder = tmp_path_factory.mktemp("browser-worker")
     env = {"SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{site.port}"}
     with running_pipeline(folder, env, [("eu-west-1", "browser", 1)], beat=False) as running:
-        running.sync({"checks": [
-            {"id": "stuck", "type": "browser", "frequency": "24h", "locations": ["eu-west-1"],
-             "browser": {"steps": [{"goto": site.url("/login")},
-                                   {"wait_for": {"selector": "#never", "timeout": "25s"}}]}},
-            {"id": "quick", "type": "browser", "frequency": "24h", "locations": ["eu-west-1"],
-             "browser": {"steps": [{"goto": site.url("/trivial")}, {"click": "#b"},
-                                   {"assert_text": {"selector": "#b", "equals": "clicked"}}]}},
-        ]})
+        running.sync(
+            {
+                "checks": [
+                    {
+                        "id": "stuck",
+                        "type": "browser",
+                        "frequency": "24h",
+                        "locations": ["eu-west-1"],
+                        "browser": {
+                            "steps": [
+                                {"goto": site.url("/login")},
+                                {"wait_for": {"selector": "#never", "timeout": "25s"}},
+                            ]
+                        },
+                    },
+                    {
+                        "id": "quick",
+                        "type": "browser",
+                        "frequency": "24h",
+                        "locations": ["eu-west-1"],
+                        "browser": {
+                            "steps": [
+                                {"goto": site.url("/trivial")},
+                                {"click": "#b"},
+                                {"assert_text": {"selector": "#b", "equals": "clicked"}},
+                            ]
+                        },
+                    },
+                ]
+            }
+        )
         yield running
 
 
@@ -50,7 +73,9 @@ def worker_chromium(pipeline: Pipeline) -> list[psutil.Process]:
         tree = psutil.Process(worker.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [p for p in tree if "chromium" in p.name().lower() and p.status() != psutil.STATUS_ZOMBIE]
+    return [
+        p for p in tree if "chromium" in p.name().lower() and p.status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def pool_process(pipeline: Pipeline) -> psutil.Process:
@@ -60,7 +85,10 @@ def pool_process(pipeline: Pipeline) -> psutil.Process:
 
 
 def test_chromium_killed_mid_run(pipeline: Pipeline) -> None:
-    assert wait_for_runs(trigger("quick", settings=pipeline.settings), 90, pipeline.settings)[0].status == "passed"
+    assert (
+        wait_for_runs(trigger("quick", settings=pipeline.settings), 90, pipeline.settings)[0].status
+        == "passed"
+    )
     (run_id,) = trigger("stuck", settings=pipeline.settings)
     time.sleep(3)  # the run is now waiting for #never
     victims = wait_until(lambda: worker_chromium(pipeline), 20, message="Chromium running")
@@ -74,15 +102,20 @@ def test_chromium_killed_mid_run(pipeline: Pipeline) -> None:
     assert [r.status for r in again] == ["passed"]
 
 
-def test_a_killed_pool_process_takes_its_chromium_and_the_run_comes_back(pipeline: Pipeline) -> None:
+def test_a_killed_pool_process_takes_its_chromium_and_the_run_comes_back(
+    pipeline: Pipeline,
+) -> None:
     (run_id,) = trigger("stuck", settings=pipeline.settings)
     time.sleep(3)
     victims = wait_until(lambda: worker_chromium(pipeline), 20, message="Chromium running")
     child = pool_process(pipeline)
     os.kill(child.pid, signal.SIGKILL)
     # PR_SET_PDEATHSIG: Chromium dies with the process that owned it.
-    wait_until(lambda: not [p for p in victims if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
-               20, message="Chromium gone with its owner")
+    wait_until(
+        lambda: not [p for p in victims if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
+        20,
+        message="Chromium gone with its owner",
+    )
     # The lost job is delivered again and ends as one stored result (the wait step fails).
     rows = wait_for_runs([run_id], 120, pipeline.settings)
     assert len(rows) == 1 and rows[0].status == "failed", [(r.status, r.error) for r in rows]
@@ -90,11 +123,18 @@ def test_a_killed_pool_process_takes_its_chromium_and_the_run_comes_back(pipelin
 
 
 def test_worker_shutdown_leaves_no_chromium(pipeline: Pipeline, tmp_path: Path) -> None:
-    assert wait_for_runs(trigger("quick", settings=pipeline.settings), 90, pipeline.settings)[0].status == "passed"
+    assert (
+        wait_for_runs(trigger("quick", settings=pipeline.settings), 90, pipeline.settings)[0].status
+        == "passed"
+    )
     assert worker_chromium(pipeline)
     before_ours = {p.pid for p in worker_chromium(pipeline)}
     (_, worker), *_ = [p for p in pipeline.synmon.processes if p[0].startswith("worker")]
     assert pipeline.synmon.stop(worker, signal.SIGTERM, timeout=60) == 0
     time.sleep(1)
-    left = [p for p in chromium_processes() if p.pid in before_ours and p.status() != psutil.STATUS_ZOMBIE]
+    left = [
+        p
+        for p in chromium_processes()
+        if p.pid in before_ours and p.status() != psutil.STATUS_ZOMBIE
+    ]
     assert left == []
