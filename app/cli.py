@@ -181,6 +181,72 @@ def queues(create: bool, as_json: bool) -> None:
         )
 
 
+@main.group()
+def dlq() -> None:
+    """Dead-letter queues: show, redrive (replay) or purge their messages.
+
+    QUEUE is a dead-letter queue or the queue it serves, e.g. synmon-prod-results.
+    """
+
+
+@dlq.command("show")
+@click.argument("queue")
+@click.option("--limit", type=int, default=50)
+@click.option("--json", "as_json", is_flag=True)
+def dlq_show(queue: str, limit: int, as_json: bool) -> None:
+    """List messages in a dead-letter queue, with what they are."""
+    import json
+
+    from app import dlq as dead_letters
+
+    settings = settings_or_exit()
+    try:
+        letters = dead_letters.show(settings, queue, limit)
+    except dead_letters.UnknownQueue as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps([letter.as_dict() for letter in letters], indent=2))
+        return
+    for letter in letters:
+        click.echo(
+            f"{letter.message_id}  sent {letter.sent_at}  delivered {letter.receive_count}x  "
+            f"{letter.kind}: {letter.summary}"
+        )
+    click.echo(f"{len(letters)} message(s) shown")
+
+
+@dlq.command("redrive")
+@click.argument("queue")
+@click.option("--limit", type=int, default=None, help="At most this many messages.")
+def dlq_redrive(queue: str, limit: int | None) -> None:
+    """Send messages back to the queue they came from, to be processed again."""
+    from app import dlq as dead_letters
+
+    settings = settings_or_exit()
+    try:
+        moved = dead_letters.redrive(settings, queue, limit)
+    except dead_letters.UnknownQueue as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{moved} message(s) sent back for another try")
+
+
+@dlq.command("purge")
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Confirm: the messages are gone for good.")
+def dlq_purge(queue: str, yes: bool) -> None:
+    """Drop every message of a dead-letter queue."""
+    from app import dlq as dead_letters
+
+    if not yes:
+        raise click.ClickException("purging cannot be undone: add --yes")
+    settings = settings_or_exit()
+    try:
+        count = dead_letters.purge(settings, queue)
+    except dead_letters.UnknownQueue as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"purged about {count} message(s)")
+
+
 @main.command()
 @click.argument("check_id")
 @click.option("--location", "-l", default=None, help="Run in this location only.")

@@ -305,7 +305,8 @@ class Received:
 
 
 def _poison_visibility(receive_count: int) -> int:
-    return min(30, 1 << min(receive_count, 5))
+    """1, 2, 4, 8 s ...: a result no release can read goes to the DLQ in seconds."""
+    return min(30, 1 << min(receive_count - 1, 5))
 
 
 class Ingestor:

@@ -58,12 +58,12 @@ def visibility_timeout(settings: Settings, role: Role, kind: Kind | None = None)
 def max_receive_count(settings: Settings, role: Role) -> int:
     """Deliveries before SQS moves a message to its dead-letter queue.
 
-    Results get more: ingest stops receiving while Postgres is down, but each outage
-    still costs the messages it held one delivery, and a result must not be lost to
-    the DLQ because the database was restarted a few times.
+    Results get a few more: ingest holds its batch (and receives nothing) while Postgres
+    is down, but a crash or a restart of ingest itself costs the messages it held one
+    delivery, and a result must not go to the DLQ because of a bad afternoon.
     """
     if role == "results":
-        return max(10, settings.sqs_max_receive_count)
+        return max(5, settings.sqs_max_receive_count)
     return settings.sqs_max_receive_count
 
 

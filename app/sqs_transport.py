@@ -1,0 +1,26 @@
+"""kombu's SQS transport, with the one fix synmon's workers need to survive an outage.
+
+When SQS times out or answers 5xx (or cannot be reached at all), kombu's async client
+hands ``[]`` to ``Channel._on_messages_ready``, which calls ``.get`` on it; the
+AttributeError stops the whole Celery worker. Here such a poll counts as an empty one,
+and the next poll tries again. A test cuts the endpoint for 10 s and keeps this honest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport.SQS import Channel as SQSChannel
+from kombu.transport.SQS import Transport as SQSTransport
+
+
+class Channel(SQSChannel):  # type: ignore[misc]
+    def _on_messages_ready(self, queue: str, qname: str, messages: Any) -> int:
+        if not isinstance(messages, dict):
+            return 0
+        received: int = super()._on_messages_ready(queue, qname, messages)
+        return received
+
+
+class Transport(SQSTransport):  # type: ignore[misc]
+    Channel = Channel

@@ -1,0 +1,303 @@
+"""Faults inflicted on real processes: every run still ends as exactly one stored result.
+
+Run queues here have an 8 s visibility timeout (5 s longest check + 3 s margin), so
+that a message held by a killed worker comes back within the test's patience.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import pytest
+from sqlalchemy import func, select
+
+from app.dispatch import run_request_message
+from app.messages import RunRequest
+from app.sqs import BatchSender
+from app.storage.db import migrate, sessions
+from app.storage.models import CheckRunRow
+from config.settings import Settings
+from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.postgres_cluster import postgres_cluster
+from tests.support.processes import kill_group, moto_server, pool_children, wait_until
+from tests.support.servers import TargetServer, http_target
+from tests.support.tcp_proxy import Outage
+
+pytestmark = pytest.mark.slow
+FAST_QUEUES = {"SYNMON_HTTP_MAX_TIMEOUT": "5", "SYNMON_SQS_VISIBILITY_MARGIN": "3"}
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[TargetServer]:
+    with http_target() as server:
+        yield server
+
+
+def env_for(target: TargetServer, **extra: str) -> dict[str, str]:
+    return {**FAST_QUEUES, "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{target.port}", **extra}
+
+
+def slow_check(pipeline: Pipeline, target: TargetServer, delay: float = 2.0) -> dict[str, object]:
+    pipeline.sync(
+        {
+            "checks": [
+                {
+                    "id": "slow",
+                    "type": "http",
+                    "frequency": "24h",
+                    "locations": ["eu-west-1"],
+                    "request": {"url": target.url(f"/slow?delay={delay}"), "timeout": "5s"},
+                }
+            ]
+        }
+    )
+    return pipeline.definition("slow")
+
+
+def send_runs(settings: Settings, definition: dict[str, object], count: int) -> list[uuid.UUID]:
+    requests = [
+        RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC), trigger="manual")
+        for _ in range(count)
+    ]
+    BatchSender(settings).send([run_request_message(r, settings) for r in requests])
+    return [r.run_id for r in requests]
+
+
+def stored_counts(pipeline: Pipeline, run_ids: list[uuid.UUID]) -> Counter[uuid.UUID]:
+    with sessions(pipeline.settings.database_url)() as session:
+        found = session.scalars(
+            select(CheckRunRow.run_id).where(CheckRunRow.run_id.in_(run_ids))
+        ).all()
+    return Counter(found)
+
+
+def assert_exactly_once(pipeline: Pipeline, run_ids: list[uuid.UUID], timeout: float = 120) -> None:
+    wanted = set(run_ids)
+    wait_until(
+        lambda: set(stored_counts(pipeline, run_ids)) >= wanted,
+        timeout,
+        0.5,
+        f"{len(run_ids)} results stored",
+    )
+    time.sleep(2)  # anything doubled would arrive now
+    counts = stored_counts(pipeline, run_ids)
+    assert set(counts) == wanted, f"lost: {len(wanted - set(counts))}"
+    assert max(counts.values()) == 1, f"doubled: {[i for i, c in counts.items() if c > 1]}"
+
+
+def worker_process(pipeline: Pipeline) -> psutil.Popen:
+    (_, process), *_ = [
+        p for p in pipeline.synmon.processes if p[0].startswith("worker") and p[1].poll() is None
+    ]
+    return process
+
+
+def test_kill_9_of_a_pool_process_mid_check(target: TargetServer, tmp_path: Path) -> None:
+    with running_pipeline(tmp_path, env_for(target), beat=False) as pipeline:
+        definition = slow_check(pipeline, target)
+        hits_before = len(target.hits)
+        run_ids = send_runs(pipeline.settings, definition, 6)
+        wait_until(lambda: len(target.hits) > hits_before, 30, message="a check in progress")
+        (victim, *_) = pool_children(worker_process(pipeline).pid)
+        os.kill(victim, signal.SIGKILL)
+        assert_exactly_once(pipeline, run_ids)
+        with sessions(pipeline.settings.database_url)() as session:
+            redelivered = session.scalar(
+                select(func.count()).where(
+                    CheckRunRow.run_id.in_(run_ids), CheckRunRow.deliveries > 1
+                )
+            )
+        assert redelivered >= 1
+
+
+def test_kill_9_of_the_whole_worker_mid_check(target: TargetServer, tmp_path: Path) -> None:
+    with running_pipeline(tmp_path, env_for(target), beat=False) as pipeline:
+        definition = slow_check(pipeline, target)
+        hits_before = len(target.hits)
+        run_ids = send_runs(pipeline.settings, definition, 6)
+        wait_until(lambda: len(target.hits) > hits_before, 30, message="a check in progress")
+        kill_group(worker_process(pipeline))
+        pipeline.synmon.start("worker-2", "worker", "-l", "eu-west-1", "-k", "http", "-c", "2")
+        assert_exactly_once(pipeline, run_ids)
+
+
+def test_sigterm_during_a_burst_of_200_runs(target: TargetServer, tmp_path: Path) -> None:
+    with running_pipeline(tmp_path, env_for(target), beat=False) as pipeline:
+        definition = slow_check(pipeline, target, delay=0.15)
+        run_ids = send_runs(pipeline.settings, definition, 200)
+        wait_until(
+            lambda: sum(stored_counts(pipeline, run_ids).values()) >= 40, 60, 0.2, "40 runs stored"
+        )
+        worker = worker_process(pipeline)
+        stopped = time.monotonic()
+        code = pipeline.synmon.stop(worker, signal.SIGTERM, timeout=30)
+        took = time.monotonic() - stopped
+        assert code == 0, pipeline.synmon.log("worker-eu-west-1-http")[-2000:]
+        # The running checks finish (0.15 s each); nothing waits for more work.
+        assert took < 5 + 3, f"the worker took {took:.1f}s to stop"
+        done_at_stop = sum(stored_counts(pipeline, run_ids).values())
+        assert done_at_stop < 200, "the burst was over before SIGTERM; the test proves nothing"
+        restarted = time.monotonic()
+        pipeline.synmon.start("worker-2", "worker", "-l", "eu-west-1", "-k", "http", "-c", "2")
+        assert_exactly_once(pipeline, run_ids)
+        # Handed-back messages did not wait out their visibility timeout (8 s) first.
+        log = pipeline.synmon.log("worker-2")
+        assert "ready" in log and time.monotonic() - restarted < 120
+
+
+def test_sqs_down_for_10_seconds_while_runs_flow(target: TargetServer, tmp_path: Path) -> None:
+    with moto_server() as moto:
+        outage = Outage(moto.port).start()
+        env = env_for(target, SYNMON_SQS_ENDPOINT=outage.endpoint)
+        with running_pipeline(tmp_path, env, moto=moto) as pipeline:
+            pipeline.sync(
+                {
+                    "checks": [
+                        {
+                            "id": "slow",
+                            "type": "http",
+                            "frequency": "24h",
+                            "locations": ["eu-west-1"],
+                            "request": {"url": target.url("/slow?delay=0.1"), "timeout": "5s"},
+                        },
+                        {
+                            "id": "every-10s",
+                            "type": "http",
+                            "frequency": "10s",
+                            "locations": ["eu-west-1"],
+                            "request": {"url": target.url("/ok"), "timeout": "5s"},
+                        },
+                    ]
+                }
+            )
+            definition = pipeline.definition("slow")
+            direct = pipeline.settings.with_overrides(sqs_endpoint=moto.endpoint)
+            run_ids: list[uuid.UUID] = []
+            stop = threading.Event()
+
+            def produce() -> None:
+                while not stop.is_set():
+                    run_ids.extend(send_runs(direct, definition, 3))
+                    stop.wait(0.5)
+
+            producer = threading.Thread(target=produce)
+            producer.start()
+            time.sleep(8)
+            outage.cut()
+            time.sleep(10)
+            outage.restore()
+            time.sleep(8)
+            stop.set()
+            producer.join()
+            assert_exactly_once(pipeline, run_ids, timeout=180)
+            # Scheduled runs: one per slot, none missing between the first and the last.
+            slots = [r.scheduled_at for r in pipeline.rows(check_id="every-10s")]
+            assert len(slots) == len(set(slots)) >= 2
+            assert all(
+                (b - a).total_seconds() == 10 for a, b in zip(slots, slots[1:], strict=False)
+            )
+            for name in ("ingest", "beat", "worker-eu-west-1-http"):
+                process = dict(pipeline.synmon.processes)[name]
+                assert process.poll() is None, f"{name} died: {pipeline.synmon.log(name)[-1500:]}"
+
+
+def test_postgres_restarted_while_runs_flow(target: TargetServer, tmp_path: Path) -> None:
+    with postgres_cluster() as cluster:
+        migrate(cluster.url)
+        with running_pipeline(tmp_path, env_for(target), database_url=cluster.url) as pipeline:
+            pipeline.sync(
+                {
+                    "checks": [
+                        {
+                            "id": "slow",
+                            "type": "http",
+                            "frequency": "24h",
+                            "locations": ["eu-west-1"],
+                            "request": {"url": target.url("/slow?delay=0.1"), "timeout": "5s"},
+                        },
+                        {
+                            "id": "every-10s",
+                            "type": "http",
+                            "frequency": "10s",
+                            "locations": ["eu-west-1"],
+                            "request": {"url": target.url("/ok"), "timeout": "5s"},
+                        },
+                    ]
+                }
+            )
+            definition = pipeline.definition("slow")
+            run_ids: list[uuid.UUID] = []
+            stop = threading.Event()
+
+            def produce() -> None:
+                while not stop.is_set():
+                    run_ids.extend(send_runs(pipeline.settings, definition, 3))
+                    stop.wait(0.5)
+
+            producer = threading.Thread(target=produce)
+            producer.start()
+            time.sleep(6)
+            cluster.stop()
+            time.sleep(8)
+            cluster.start()
+            time.sleep(8)
+            stop.set()
+            producer.join()
+            assert_exactly_once(pipeline, run_ids, timeout=180)
+            slots = [r.scheduled_at for r in pipeline.rows(check_id="every-10s")]
+            assert len(slots) == len(set(slots)) >= 2
+            assert all(
+                (b - a).total_seconds() == 10 for a, b in zip(slots, slots[1:], strict=False)
+            )
+            assert "database unavailable, holding" in pipeline.synmon.log("ingest")
+            for name in ("ingest", "beat"):
+                process = dict(pipeline.synmon.processes)[name]
+                assert process.poll() is None, f"{name} died: {pipeline.synmon.log(name)[-1500:]}"
+
+
+def test_ingest_killed_mid_batch_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    from app.messages import RunResult, result_body
+    from app.sqs import Outgoing
+    from config.queues import queue_name
+
+    with running_pipeline(tmp_path, FAST_QUEUES, workers=[], ingest=False, beat=False) as pipeline:
+        now = datetime.now(UTC)
+        results = [
+            RunResult(
+                run_id=uuid.uuid4(),
+                check_id="gone",
+                kind="http",
+                location="eu-west-1",
+                status="passed",
+                scheduled_at=now,
+                started_at=now,
+                finished_at=now,
+                duration_ms=1.0,
+            )
+            for _ in range(400)
+        ]
+        queue = queue_name(pipeline.settings, "results")
+        BatchSender(pipeline.settings).send([Outgoing(queue, result_body(r, 2)) for r in results])
+        run_ids = [r.run_id for r in results]
+        for round_number in range(2):
+            ingest = pipeline.synmon.start(f"ingest-{round_number}", "ingest")
+            floor = sum(stored_counts(pipeline, run_ids).values())
+            # Killed while it holds received, partly stored batches.
+            wait_until(
+                lambda floor=floor: sum(stored_counts(pipeline, run_ids).values()) > floor + 60,
+                60,
+                0.02,
+                "ingest making progress",
+            )
+            kill_group(ingest)
+        pipeline.synmon.start("ingest-final", "ingest")
+        assert_exactly_once(pipeline, run_ids, timeout=180)
