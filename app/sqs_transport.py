@@ -14,13 +14,13 @@ from kombu.transport.SQS import Channel as SQSChannel
 from kombu.transport.SQS import Transport as SQSTransport
 
 
-class Channel(SQSChannel):  # type: ignore[misc]
+class Channel(SQSChannel):
     def _on_messages_ready(self, queue: str, qname: str, messages: Any) -> int:
         if not isinstance(messages, dict):
             return 0
-        received: int = super()._on_messages_ready(queue, qname, messages)
+        received: int = super()._on_messages_ready(queue, qname, messages)  # type: ignore[no-untyped-call]
         return received
 
 
-class Transport(SQSTransport):  # type: ignore[misc]
+class Transport(SQSTransport):
     Channel = Channel

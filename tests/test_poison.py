@@ -15,7 +15,7 @@ import pytest
 
 from app.dispatch import run_request_message
 from app.messages import RunRequest, encode_run_request
-from app.sqs import BatchSender, Outgoing, celery_task_body, client, queue_urls
+from app.sqs import BatchSender, celery_task_body, client, queue_urls
 from config.queues import queue_name
 from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.processes import wait_until
