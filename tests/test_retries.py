@@ -3,6 +3,7 @@ and a worker that is stopped while a check runs finishes it first."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from collections.abc import Iterator
@@ -60,9 +61,7 @@ def attempts_of(pipeline: Pipeline, check_id: str) -> list[CheckRunRow]:
 
 
 def gaps(rows: list[CheckRunRow]) -> list[float]:
-    return [
-        (b.started_at - a.started_at).total_seconds() for a, b in zip(rows, rows[1:], strict=False)
-    ]
+    return [(b.started_at - a.started_at).total_seconds() for a, b in itertools.pairwise(rows)]
 
 
 def test_exponential_retries_in_other_locations(pipeline: Pipeline, target: TargetServer) -> None:
