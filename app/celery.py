@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         return celery_config(current, resolve_queue_urls(current))
 
     celery_app.add_defaults(configuration)
+    from app.events import SideChannelControl
+
+    celery_app.steps["consumer"].add(SideChannelControl)
     return celery_app
 
 

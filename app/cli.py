@@ -340,6 +340,36 @@ def up(paths: tuple[Path, ...]) -> None:
 
 
 @main.command()
+def flower() -> None:
+    """Flower on the side channel (SYNMON_EVENTS_URL), with basic auth unless disabled."""
+    import os
+
+    settings = settings_or_exit()
+    if settings.events_url is None:
+        raise click.ClickException(
+            "Flower needs SYNMON_EVENTS_URL (a Redis URL): SQS carries no Celery events"
+        )
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "app.flower_app",
+        "flower",
+        f"--address={settings.flower_address}",
+        f"--port={settings.flower_port}",
+    ]
+    if settings.flower_basic_auth:
+        argv.append(f"--basic-auth={settings.flower_basic_auth}")
+    elif not settings.flower_auth_disabled:
+        raise click.ClickException(
+            "Flower shows every task's arguments: set SYNMON_FLOWER_BASIC_AUTH=user:password "
+            "(or SYNMON_FLOWER_AUTH_DISABLED=true on a trusted network)"
+        )
+    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with Flower
+
+
+@main.command()
 def web() -> None:
     """The status page, JSON API and /metrics (SYNMON_WEB_ADDRESS:SYNMON_WEB_PORT)."""
     import signal

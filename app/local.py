@@ -9,6 +9,7 @@ the data folder. Ctrl-C (or SIGTERM) stops the children gracefully, then the res
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -99,7 +100,14 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
         SYNMON_DATABASE_URL=settings.database_url,
         SYNMON_PUBLIC_VAR_DEMO_HOST=demo_host,
         SYNMON_ALLOWED_TARGETS=",".join(allowed),
+        # Flower's side channel: the configured Redis, or else a folder (no server needed).
+        SYNMON_EVENTS_URL=settings.events_url
+        or f"filesystem://{(settings.data_dir / 'events').resolve()}",
     )
+    if not settings.flower_basic_auth and not settings.flower_auth_disabled:
+        env["SYNMON_FLOWER_BASIC_AUTH"] = f"synmon:{secrets.token_urlsafe(12)}"
+    if not _port_free(settings.flower_address, settings.flower_port):
+        env["SYNMON_FLOWER_PORT"] = str(_free_port())
     settings = load_settings(env)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.database_url)
@@ -137,9 +145,8 @@ def plan_children(local: Local) -> list[Child]:
             )
     children.append(Child("beat", [*cli, "beat"]))
     children.append(Child("ingest", [*cli, "ingest"]))
-    if settings.events_url is not None:
-        children.append(Child("flower", [*cli, "flower"]))
-        local.flower_url = f"http://{settings.flower_address}:{settings.flower_port}/"
+    children.append(Child("flower", [*cli, "flower"]))
+    local.flower_url = f"http://{settings.flower_address}:{settings.flower_port}/"
     return children
 
 
@@ -165,7 +172,9 @@ def banner(local: Local) -> str:
         f"  status page   {local.web_url}",
         f"  JSON API      {local.web_url}api/checks",
         f"  metrics       {local.web_url}metrics",
-        f"  Flower        {local.flower_url or 'off (SYNMON_EVENTS_URL turns it on)'}",
+        f"  Flower        {local.flower_url}",
+        f"                login {settings.flower_basic_auth or '(auth disabled)'}",
+        f"                events over {settings.events_url}",
         f"  database      {settings.database_url}",
         f"  SQS endpoint  {settings.sqs_endpoint}",
         f"  logs          {settings.data_dir / 'logs'}",

@@ -18,7 +18,7 @@ class Channel(SQSChannel):
     def _on_messages_ready(self, queue: str, qname: str, messages: Any) -> int:
         if not isinstance(messages, dict):
             return 0
-        received: int = super()._on_messages_ready(queue, qname, messages)  # type: ignore[no-untyped-call]
+        received: int = super()._on_messages_ready(queue, qname, messages)
         return received
 
 

@@ -2,7 +2,8 @@
 
 * ``SynmonConsumer``: a message that cannot even be decoded is rejected, not
   acknowledged, so that it reaches the dead-letter queue instead of vanishing (Celery
-  acknowledges, and thereby deletes, such a message by default).
+  acknowledges, and thereby deletes, such a message by default); and events go to the
+  side channel (app/events.py).
 * Per-process resources, made after the fork: the target guard, and for browser
   workers the browser.
 """
@@ -22,6 +23,17 @@ log = logging.getLogger("synmon.worker")
 
 
 class SynmonConsumer(Consumer):  # type: ignore[misc]
+    def connection_for_write(self, url: str | None = None, heartbeat: float | None = None) -> Any:
+        """The side channel, when there is one: in Celery 5.x only the events bootstep
+        asks for this connection, so events go to Redis while tasks stay on SQS."""
+        from app.events import side_channel
+        from config.settings import get_settings
+
+        settings = get_settings()
+        if url is None and settings.events_url is not None:
+            return self.ensure_connected(side_channel(settings))
+        return super().connection_for_write(url=url, heartbeat=heartbeat)
+
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         log.error(
             "cannot decode a message (%s); leaving it to the dead-letter queue: %r",

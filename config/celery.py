@@ -93,9 +93,10 @@ def celery_config(settings: Settings, queue_urls: Mapping[str, str]) -> dict[str
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        # SQS has neither broadcast nor events: remote control and events travel over
-        # the Redis side channel when there is one (app/events.py), or not at all.
-        "worker_enable_remote_control": side_channel,
+        # SQS has neither broadcast nor events. Celery's own remote control would leave
+        # reply queues behind on SQS and never answer: it stays off, and app/events.py
+        # answers over the side channel instead, when there is one.
+        "worker_enable_remote_control": False,
         "worker_send_task_events": side_channel,
         "task_send_sent_event": side_channel,
         "worker_hijack_root_logger": False,

@@ -214,7 +214,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values["ca_bundle"] = bundle
     if get("SYNMON_EVENTS_URL"):
         values["events_url"] = _as_url(
-            "SYNMON_EVENTS_URL", env_vars["SYNMON_EVENTS_URL"], ("redis", "rediss", "memory")
+            "SYNMON_EVENTS_URL", env_vars["SYNMON_EVENTS_URL"], ("redis", "rediss", "filesystem")
         )
     if get("SYNMON_SMTP_URL"):
         values["smtp_url"] = _as_url(

@@ -91,8 +91,9 @@ def test_celery_configuration_keeps_jobs_until_they_succeed() -> None:
     assert broker_url(load_settings({})) == "sqs://"
 
 
-def test_remote_control_follows_the_side_channel() -> None:
+def test_events_follow_the_side_channel_and_remote_control_never_uses_sqs() -> None:
     settings = load_settings({"SYNMON_EVENTS_URL": "redis://127.0.0.1:6379/3"})
     config = celery_config(settings, {})
-    assert config["worker_enable_remote_control"] is True
+    assert config["worker_enable_remote_control"] is False  # app/events.py answers instead
     assert config["worker_send_task_events"] is True
+    assert celery_config(load_settings({}), {})["worker_send_task_events"] is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from tests.support.processes import ROOT, free_port, kill_group, wait_until
 
@@ -54,7 +56,22 @@ def test_synmon_up_runs_the_example_checks_and_stops_cleanly(tmp_path: Path) -> 
         runs = wait_until(passed_runs, 60, 1, "a passed run of the example check")
         assert time.monotonic() - started < 60 and runs
         children = psutil.Process(up.pid).children(recursive=True)
-        assert len(children) >= 6  # http and browser workers (+ pools), beat, ingest
+        assert len(children) >= 7  # http and browser workers (+ pools), beat, ingest, Flower
+        flower_url = re.search(r"Flower +(http://\S+)", banner).group(1)  # type: ignore[union-attr]
+        login = re.search(r"login (\S+):(\S+)", banner).groups()  # type: ignore[union-attr]
+
+        def flower_workers() -> dict[str, object]:
+            try:
+                return dict(
+                    requests.get(
+                        flower_url + "api/workers?refresh=1", auth=login, timeout=10
+                    ).json()
+                )
+            except (requests.RequestException, ValueError):
+                return {}
+
+        workers = wait_until(lambda: len(flower_workers()) >= 2, 60, 1, "Flower lists the workers")
+        assert workers and requests.get(flower_url + "api/workers", timeout=10).status_code == 401
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=90) == 0
         assert "stopped." in (tmp_path / "up.log").read_text()

@@ -1,0 +1,170 @@
+"""Flower and remote control over the Redis side channel while tasks flow through SQS.
+
+This test relies on Celery internals (app/events.py); it is the one that fails the day
+a Celery upgrade breaks the side channel.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import redis
+import requests
+
+from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.processes import ROOT, free_port, wait_until
+from tests.support.servers import TargetServer, http_target
+from tests.test_faults import assert_exactly_once, send_runs
+
+pytestmark = pytest.mark.slow
+AUTH = ("ops", "flower-secret-9")
+
+
+@pytest.fixture(scope="module", params=["redis", "filesystem"])
+def side_channel_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The machine's Redis (an empty database, emptied again afterwards), or a folder."""
+    if request.param == "filesystem":
+        yield f"filesystem://{tmp_path_factory.mktemp('events')}"
+        return
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    for db in range(15, 0, -1):
+        candidate = redis.Redis(host="127.0.0.1", port=6379, db=db)
+        if candidate.dbsize() == 0:
+            break
+    else:
+        pytest.fail("no empty Redis database to use")
+    client.close()
+    try:
+        yield f"redis://127.0.0.1:6379/{db}"
+    finally:
+        candidate.flushdb()
+        candidate.close()
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[TargetServer]:
+    with http_target() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    side_channel_url: str, target: TargetServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    env = {
+        "SYNMON_EVENTS_URL": side_channel_url,
+        "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{target.port}",
+        "SYNMON_FLOWER_PORT": str(free_port()),
+        "SYNMON_FLOWER_BASIC_AUTH": ":".join(AUTH),
+    }
+    with running_pipeline(tmp_path_factory.mktemp("side-channel"), env, beat=False) as running:
+        running.sync(
+            {
+                "checks": [
+                    {
+                        "id": "quick",
+                        "type": "http",
+                        "frequency": "24h",
+                        "locations": ["eu-west-1"],
+                        "request": {"url": target.url("/ok")},
+                    }
+                ]
+            }
+        )
+        running.synmon.start("flower", "flower")
+        yield running
+
+
+def flower(pipeline: Pipeline, path: str, auth: tuple[str, str] | None = AUTH) -> requests.Response:
+    port = pipeline.env["SYNMON_FLOWER_PORT"]
+    return requests.get(f"http://127.0.0.1:{port}{path}", auth=auth, timeout=10)
+
+
+def flower_up(pipeline: Pipeline) -> bool:
+    try:
+        return flower(pipeline, "/healthcheck").status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def events_total(pipeline: Pipeline) -> float:
+    text = flower(pipeline, "/metrics").text
+    return sum(
+        float(v) for v in re.findall(r"^flower_events_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+    )
+
+
+def celery_cli(side_channel_url: str) -> list[str]:
+    """``celery -b redis://...`` as an operator would type it; a folder needs its options."""
+    if side_channel_url.startswith("redis"):
+        return [sys.executable, "-m", "celery", "-b", side_channel_url]
+    return [sys.executable, "-m", "celery", "-A", "app.flower_app"]
+
+
+def test_inspect_ping_answers_over_the_side_channel(
+    pipeline: Pipeline, side_channel_url: str
+) -> None:
+    def ping() -> str:
+        result = subprocess.run(
+            [*celery_cli(side_channel_url), "inspect", "ping", "--timeout", "3"],
+            cwd=ROOT,
+            env=pipeline.synmon.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return result.stdout if "pong" in result.stdout else ""
+
+    output = wait_until(ping, 60, 1, "a pong")
+    assert "http-eu-west-1@" in output
+    stats = subprocess.run(
+        [*celery_cli(side_channel_url), "inspect", "active_queues", "--timeout", "3"],
+        cwd=ROOT,
+        env=pipeline.synmon.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout
+    assert "synmon-test-run-eu-west-1-http" in stats
+
+
+def test_flower_lists_workers_and_tasks_and_counts_events(pipeline: Pipeline) -> None:
+    wait_until(lambda: flower_up(pipeline), 60, 0.5, "Flower up")
+    assert flower(pipeline, "/api/workers", auth=None).status_code == 401
+    before = events_total(pipeline)
+    run_ids = send_runs(pipeline.settings, pipeline.definition("quick"), 10)
+    assert_exactly_once(pipeline, run_ids)
+
+    def tasks_seen() -> dict[str, dict[str, object]]:
+        tasks = flower(pipeline, "/api/tasks").json()
+        return tasks if {str(r) for r in run_ids} <= set(tasks) else {}
+
+    tasks = wait_until(tasks_seen, 60, 1, "Flower knows the tasks")
+    for run_id in run_ids:
+        task = tasks[str(run_id)]
+        assert task["name"] == "synmon.run_http" and task["state"] == "SUCCESS"
+    workers = wait_until(
+        lambda: flower(pipeline, "/api/workers?refresh=1").json(), 60, 1, "workers"
+    )
+    assert any(name.startswith("http-eu-west-1@") for name in workers)
+    assert wait_until(
+        lambda: events_total(pipeline) > before + 20, 30, 1, "flower_events_total rising"
+    )
+    # The queue on SQS stays free of Celery's pidbox and event queues.
+    from app.sqs import client
+
+    names = client(pipeline.settings).list_queues().get("QueueUrls", [])
+    assert not [n for n in names if "pidbox" in n or "celeryev" in n], names
+
+
+def test_flower_refuses_to_start_without_auth(pipeline: Pipeline) -> None:
+    result = pipeline.synmon.command("flower", env={"SYNMON_FLOWER_BASIC_AUTH": ""}, check=False)
+    assert result.returncode != 0 and "SYNMON_FLOWER_BASIC_AUTH" in result.stderr
