@@ -20,14 +20,36 @@ log = logging.getLogger("synmon.celery")
 TASK_MODULES = ["tasks.http", "tasks.browser", "tasks.dispatch"]
 
 
+class QueuesMissing(RuntimeError):
+    pass
+
+
 def resolve_queue_urls(settings: Settings, attempts: int = 30) -> dict[str, str]:
-    """URLs of every queue of the environment, waiting for SQS if it is not up yet."""
+    """URLs of every queue of the environment, waiting for SQS if it is not up yet.
+
+    A queue that does not exist or missing credentials will not fix themselves: those
+    stop the process at once, with what to do.
+    """
+    from botocore.exceptions import ClientError, NoCredentialsError
+
     from app.sqs import queue_urls
 
     names = [name for spec in all_queues(settings) for name in (spec.name, spec.dead_letter)]
     for attempt in range(1, attempts + 1):
         try:
             return queue_urls(settings).all(names)
+        except NoCredentialsError:
+            raise QueuesMissing(
+                "no AWS credentials for SQS (an instance role, or AWS_* variables)"
+            ) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if "NonExistentQueue" in code or "QueueDoesNotExist" in code:
+                raise QueuesMissing(
+                    f"a queue of {settings.sqs_queue_prefix}-{settings.env} does not exist: "
+                    "run `synmon queues --create` (local endpoints) or apply deploy/terraform"
+                ) from None
+            raise
         except Exception as exc:
             if attempt == attempts:
                 raise

@@ -26,8 +26,11 @@ def settings_or_exit() -> Settings:
 def main() -> None:
     """synmon: self-hosted synthetic monitoring."""
     from app.logs import configure_logging
+    from app.metrics import prepare_process
 
-    configure_logging(settings_or_exit())
+    settings = settings_or_exit()
+    prepare_process(settings)
+    configure_logging(settings)
 
 
 @main.command()
@@ -119,11 +122,13 @@ def worker(location: str, kind: str, concurrency: int | None) -> None:
 def beat() -> None:
     """The scheduler: celery beat and the dispatcher it triggers, in one process."""
     from app.celery import app as celery_app
+    from app.metrics import serve_process_metrics
     from app.storage.db import migrate as run_migrations
     from config.queues import queue_name
 
     settings = settings_or_exit()
     run_migrations(settings.database_url)
+    serve_process_metrics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     argv = _celery_argv(settings, [queue_name(settings, "dispatch")], "dispatch@%h", 1, pool="solo")
     argv += ["--beat", "-s", str(settings.data_dir / "beat-schedule")]
@@ -137,12 +142,14 @@ def ingest() -> None:
     import threading
 
     from app.ingest import Ingestor
+    from app.metrics import serve_process_metrics
     from app.notify import NotificationSender
     from app.storage.db import migrate as run_migrations
     from app.storage.db import sessions
 
     settings = settings_or_exit()
     run_migrations(settings.database_url)
+    serve_process_metrics(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -178,6 +185,40 @@ def queues(create: bool, as_json: bool) -> None:
         age = "-" if item.oldest_age_s is None else f"{item.oldest_age_s:.0f}s"
         click.echo(
             f"{item.name:<48} {item.visible:>8} {item.in_flight:>10} {item.delayed:>8} {age:>8}"
+        )
+
+
+@main.command()
+@click.option("--since", default="10m", help="Window: 30s, 10m, 2h.")
+@click.option("--by", "group_by", type=click.Choice(["location", "check"]), default="location")
+@click.option("--json", "as_json", is_flag=True)
+def stats(since: str, group_by: str, as_json: bool) -> None:
+    """Runs, outcomes, success ratio and run-time percentiles over a recent window."""
+    import json
+    from datetime import timedelta
+
+    from app.checks.durations import parse_duration
+    from app.stats import run_stats
+    from app.storage.db import sessions
+
+    settings = settings_or_exit()
+    try:
+        window = timedelta(seconds=parse_duration(since))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    with sessions(settings.database_url)() as session:
+        rows = run_stats(session, window, "check" if group_by == "check" else "location")
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        return
+    click.echo(
+        f"{group_by:<28} {'runs':>7} {'passed':>7} {'degraded':>8} {'failed':>7} {'success':>8} "
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+    )
+    for row in rows:
+        click.echo(
+            f"{row.key:<28} {row.runs:>7} {row.passed:>7} {row.degraded:>8} {row.failed:>7} "
+            f"{row.success_ratio:>8.1%} {row.p50_ms:>8.0f} {row.p95_ms:>8.0f} {row.p99_ms:>8.0f}"
         )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.messages import RunRequest, encode_run_request, scheduled_run_id
+from app.metrics import DispatchedRun, record_dispatched
 from app.schedule import advance
 from app.sqs import BatchSender, Outgoing, celery_task_body
 from app.storage.models import CheckRow
@@ -37,13 +38,11 @@ MAX_ROUNDS_PER_TICK = 50
 @dataclass
 class DispatchReport:
     checks: int = 0
-    runs: int = 0
-    lags_s: list[float] = field(default_factory=list)
+    runs: list[DispatchedRun] = field(default_factory=list)
 
     def add(self, other: DispatchReport) -> None:
         self.checks += other.checks
-        self.runs += other.runs
-        self.lags_s.extend(other.lags_s)
+        self.runs.extend(other.runs)
 
 
 def locations_for(row: CheckRow) -> list[str]:
@@ -107,12 +106,11 @@ def dispatch_round(
                 dispatched_at=now,
             )
             outgoing.append(run_request_message(request, settings))
-            report.lags_s.append((now - slot).total_seconds())
+            report.runs.append(DispatchedRun(location, row.kind, (now - slot).total_seconds()))
         row.next_run_at = following
         report.checks += 1
     if outgoing:
         send(outgoing)
-    report.runs = len(outgoing)
     return report
 
 
@@ -129,18 +127,19 @@ def dispatch_due(
     for _ in range(MAX_ROUNDS_PER_TICK):
         with session_factory.begin() as session:
             report = dispatch_round(session, settings, send, clock(), settings.dispatch_batch_size)
+        record_dispatched(settings, report.runs)
         total.add(report)
         if report.checks < settings.dispatch_batch_size:
             break
     if total.runs:
         log.info(
             "dispatched %d run(s) of %d check(s)",
-            total.runs,
+            len(total.runs),
             total.checks,
             extra={
-                "runs": total.runs,
+                "runs": len(total.runs),
                 "checks": total.checks,
-                "max_lag_s": round(max(total.lags_s), 3) if total.lags_s else 0.0,
+                "max_lag_s": round(max(r.lag_s for r in total.runs), 3),
             },
         )
     return total

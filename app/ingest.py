@@ -36,6 +36,7 @@ from app.messages import (
     parse_body,
     retry_run_id,
 )
+from app.metrics import StoredRun, record_stored
 from app.retries import decide_retry
 from app.sqs import BatchSender, Outgoing, client, queue_urls
 from app.state import apply_result
@@ -58,7 +59,7 @@ class StoreReport:
     duplicates: int = 0
     retries: int = 0
     notifications: int = 0
-    lags_s: list[float] = field(default_factory=list)
+    stored: list[StoredRun] = field(default_factory=list)  # the results new to the database
 
 
 def _insert(session: Session) -> Any:
@@ -196,7 +197,16 @@ def store_results(
     report.inserted = len(inserted_ids)
     report.duplicates += len(unique) - len(inserted_ids)
     fresh = sorted((unique[i] for i in inserted_ids), key=lambda r: r.started_at)
-    report.lags_s = [(now - r.scheduled_at).total_seconds() for r in fresh]
+    report.stored = [
+        StoredRun(
+            r.status,
+            r.location,
+            r.kind,
+            r.duration_ms / 1000,
+            (now - r.finished_at).total_seconds(),
+        )
+        for r in fresh
+    ]
 
     outbox: list[dict[str, Any]] = []
     for result in fresh:
@@ -429,6 +439,7 @@ class Ingestor:
             if report.retries:
                 relay_outbox(self.sessions, self.settings)
             self._delete(good)
+            record_stored(self.settings, report.stored)
             log.debug("stored %d result(s), %d duplicate(s)", report.inserted, report.duplicates)
             if self.on_stored is not None:
                 self.on_stored(report)

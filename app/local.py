@@ -104,6 +104,10 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
         SYNMON_EVENTS_URL=settings.events_url
         or f"filesystem://{(settings.data_dir / 'events').resolve()}",
     )
+    # Every process writes its metrics here; the status page's /metrics adds them up.
+    metrics_dir = (settings.data_dir / "metrics").resolve()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    env["SYNMON_METRICS_DIR"] = str(metrics_dir)
     if not settings.flower_basic_auth and not settings.flower_auth_disabled:
         env["SYNMON_FLOWER_BASIC_AUTH"] = f"synmon:{secrets.token_urlsafe(12)}"
     if not _port_free(settings.flower_address, settings.flower_port):

@@ -1,8 +1,16 @@
-"""What is in the queues: depth, in flight, delayed, per queue and dead-letter queue."""
+"""What is in the queues: depth, in flight, delayed, and the age of the oldest message.
+
+SQS does not say how old its oldest message is, short of receiving it (which counts as
+a delivery). On AWS the age comes from CloudWatch (``ApproximateAgeOfOldestMessage``,
+the metric the Terraform alarms watch); dead-letter queues are peeked, anywhere.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.sqs import client, queue_urls
@@ -23,6 +31,7 @@ class QueueStats:
         return asdict(self)
 
 
+log = logging.getLogger("synmon.queues")
 ATTRIBUTES = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -30,17 +39,72 @@ ATTRIBUTES = [
 ]
 
 
+def peek_oldest_age(settings: Settings, url: str) -> float | None:
+    """Age of the oldest of up to 10 visible messages, read without consuming them.
+
+    Only for dead-letter queues: a receive counts as a delivery, and on a queue with a
+    redrive policy that would bring its messages closer to the DLQ. Nothing reads from
+    a DLQ but an operator, so there it costs nothing.
+    """
+    messages = (
+        client(settings)
+        .receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["SentTimestamp"],
+        )
+        .get("Messages", [])
+    )
+    if not messages:
+        return None
+    oldest = min(int(m["Attributes"]["SentTimestamp"]) for m in messages) / 1000
+    return max(0.0, time.time() - oldest)
+
+
+def cloudwatch_oldest_age(settings: Settings, name: str) -> float | None:
+    """SQS's own ApproximateAgeOfOldestMessage, from CloudWatch (AWS only)."""
+    if settings.sqs_endpoint is not None:
+        return None
+    import boto3
+
+    cloudwatch = boto3.session.Session().client("cloudwatch", region_name=settings.sqs_region)
+    now = datetime.now(UTC)
+    points = cloudwatch.get_metric_statistics(
+        Namespace="AWS/SQS",
+        MetricName="ApproximateAgeOfOldestMessage",
+        Dimensions=[{"Name": "QueueName", "Value": name}],
+        StartTime=now - timedelta(minutes=5),
+        EndTime=now,
+        Period=60,
+        Statistics=["Maximum"],
+    ).get("Datapoints", [])
+    if not points:
+        return None
+    return float(max(points, key=lambda p: p["Timestamp"])["Maximum"])
+
+
 def stats_of(settings: Settings, name: str, dead_letter: bool) -> QueueStats:
     sqs = client(settings)
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_urls(settings)(name), AttributeNames=ATTRIBUTES
-    )["Attributes"]
+    url = queue_urls(settings)(name)
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=ATTRIBUTES)["Attributes"]
+    visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+    age: float | None = None
+    try:
+        if dead_letter and visible:
+            age = peek_oldest_age(settings, url)
+        elif not dead_letter:
+            age = cloudwatch_oldest_age(settings, name)
+    except Exception as exc:  # noqa: BLE001 - the age is a nicety; the counts stand without it
+        log.debug("no oldest-message age for %s: %s", name, exc)
     return QueueStats(
         name=name,
         dead_letter=dead_letter,
-        visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
+        visible=visible,
         in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
         delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+        oldest_age_s=None if age is None else round(age, 1),
     )
 
 

@@ -79,6 +79,8 @@ class Settings:
     web_address: str = "127.0.0.1"
     web_port: int = 8080
     metrics_port: int | None = None
+    # Shared folder for the metrics of several processes on one machine (synmon up).
+    metrics_dir: Path | None = None
     smtp_url: str = "smtp://127.0.0.1:25"
     email_from: str = "synmon@localhost"
     # Values for {{NAME}} placeholders. From SYNMON_VAR_NAME: secrets, redacted from every
@@ -207,6 +209,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values["s3_endpoint"] = _as_url(
             "SYNMON_S3_ENDPOINT", env_vars["SYNMON_S3_ENDPOINT"], ("http", "https")
         )
+    if get("SYNMON_METRICS_DIR"):
+        values["metrics_dir"] = Path(env_vars["SYNMON_METRICS_DIR"])
     if get("SYNMON_CA_BUNDLE"):
         bundle = env_vars["SYNMON_CA_BUNDLE"]
         if not Path(bundle).is_file():

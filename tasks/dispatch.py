@@ -12,4 +12,4 @@ from config.settings import get_settings
 @app.task(name="synmon.dispatch", acks_late=False)
 def dispatch() -> int:
     settings = get_settings()
-    return dispatch_due(sessions(settings.database_url), settings).runs
+    return len(dispatch_due(sessions(settings.database_url), settings).runs)
