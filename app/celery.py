@@ -67,8 +67,10 @@ def create_app(settings: Settings | None = None) -> Celery:
 
     celery_app.add_defaults(configuration)
     from app.events import SideChannelControl
+    from app.worker import HealthReporter
 
     celery_app.steps["consumer"].add(SideChannelControl)
+    celery_app.steps["consumer"].add(HealthReporter)
     return celery_app
 
 

@@ -139,8 +139,10 @@ def beat() -> None:
 def ingest() -> None:
     """The result consumer: stores results in the database, schedules retries and alerts."""
     import signal
+    import socket
     import threading
 
+    from app.health import Reporter
     from app.ingest import Ingestor
     from app.metrics import serve_process_metrics
     from app.notify import NotificationSender
@@ -157,7 +159,13 @@ def ingest() -> None:
     sender = NotificationSender(settings, session_factory, stop)
     notifier = threading.Thread(target=sender.run_forever, name="notifier", daemon=True)
     notifier.start()
-    Ingestor(settings, session_factory, stop).run_forever()
+    ingestor = Ingestor(settings, session_factory, stop)
+    reporter = Reporter(
+        settings, f"ingest@{socket.gethostname()}", [ingestor.queue], ingestor.health
+    )
+    reporter.start()
+    ingestor.run_forever()
+    reporter.stop()
     notifier.join(timeout=10)
 
 
@@ -378,6 +386,33 @@ def up(paths: tuple[Path, ...]) -> None:
         sys.exit(run_up(list(paths)))
     except UpError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--name", default=None, help="One process (e.g. http-eu-west-1@host); default: all.")
+@click.option("--max-age", type=float, default=15.0, help="Seconds after which a report is stale.")
+@click.option("--json", "as_json", is_flag=True)
+def health(name: str | None, max_age: float, as_json: bool) -> None:
+    """Exit 0 when this machine's synmon processes are connected and consuming."""
+    import json
+
+    from app import health as reports
+
+    settings = settings_or_exit()
+    found = reports.read(settings, name)
+    result = reports.summary(found, max_age)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    elif not found:
+        click.echo(f"no synmon process has reported in {reports.folder(settings)}", err=True)
+    else:
+        for process in result["processes"]:
+            mark = "ready" if process["ready"] else "NOT READY"
+            click.echo(
+                f"{process['name']}: {mark} ({process['state']}, {process['age_s']}s ago, "
+                f"release {process['release']})"
+            )
+    sys.exit(0 if result["ready"] else 1)
 
 
 @main.command()

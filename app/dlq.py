@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from app.sqs import SEND_BATCH_SIZE, client, queue_urls
+from app.sqs import SEND_BATCH_SIZE, client_for, queue_urls
 from config.queues import DLQ_SUFFIX, all_queues
 from config.settings import Settings
 
@@ -86,7 +86,7 @@ def describe(body: str) -> tuple[str, str]:
 
 def show(settings: Settings, name: str, limit: int = 50) -> list[DeadLetter]:
     dlq, _ = resolve(settings, name)
-    sqs, url = client(settings), queue_urls(settings)(dlq)
+    sqs, url = client_for(settings, dlq), queue_urls(settings)(dlq)
     letters: list[DeadLetter] = []
     receipts: list[str] = []
     while len(letters) < limit:
@@ -129,7 +129,7 @@ def show(settings: Settings, name: str, limit: int = 50) -> list[DeadLetter]:
 def redrive(settings: Settings, name: str, limit: int | None = None) -> int:
     """Move messages back to the queue they came from, unchanged. Returns how many."""
     dlq, source = resolve(settings, name)
-    sqs = client(settings)
+    sqs = client_for(settings, dlq)
     dlq_url, source_url = queue_urls(settings)(dlq), queue_urls(settings)(source)
     moved = 0
     while limit is None or moved < limit:
@@ -163,7 +163,7 @@ def redrive(settings: Settings, name: str, limit: int | None = None) -> int:
 def purge(settings: Settings, name: str) -> int:
     """Drop every message of a dead-letter queue; returns about how many there were."""
     dlq, _ = resolve(settings, name)
-    sqs, url = client(settings), queue_urls(settings)(dlq)
+    sqs, url = client_for(settings, dlq), queue_urls(settings)(dlq)
     count = int(
         sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
             "Attributes"

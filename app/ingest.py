@@ -38,7 +38,7 @@ from app.messages import (
 )
 from app.metrics import StoredRun, record_stored
 from app.retries import decide_retry
-from app.sqs import BatchSender, Outgoing, client, queue_urls
+from app.sqs import BatchSender, Outgoing, client_for, queue_urls
 from app.state import apply_result
 from app.storage.models import (
     CheckRow,
@@ -335,6 +335,12 @@ class Ingestor:
         self.queue = queue_name(settings, "results")
         self.checks = CheckCache()
         self.on_stored = on_stored
+        self.last_success = time.monotonic()  # of a receive; for ``synmon health``
+
+    def health(self) -> str:
+        from app.health import READY
+
+        return READY if time.monotonic() - self.last_success < 30 else "sqs-or-database-unavailable"
 
     @property
     def url(self) -> str:
@@ -342,7 +348,7 @@ class Ingestor:
 
     def receive(self) -> list[Received]:
         """Up to ``ingest_batch_size`` messages, gathered for at most about a second."""
-        sqs = client(self.settings)
+        sqs = client_for(self.settings, self.queue)
         batch: list[Received] = []
         deadline = time.monotonic() + 1.0
         while len(batch) < self.settings.ingest_batch_size and not self.stop.is_set():
@@ -366,7 +372,7 @@ class Ingestor:
         return batch
 
     def _reject_poison(self, poison: list[tuple[Received, str]]) -> None:
-        sqs = client(self.settings)
+        sqs = client_for(self.settings, self.queue)
         for message, reason in poison:
             log.error(
                 "rejected a result message (delivery %d): %s",
@@ -384,7 +390,7 @@ class Ingestor:
                 log.warning("could not change the visibility of a poison message: %s", exc)
 
     def _delete(self, messages: list[Received]) -> None:
-        sqs = client(self.settings)
+        sqs = client_for(self.settings, self.queue)
         for start in range(0, len(messages), 10):
             chunk = messages[start : start + 10]
             try:
@@ -421,6 +427,7 @@ class Ingestor:
 
     def poll_once(self) -> int:
         messages = self.receive()
+        self.last_success = time.monotonic()
         if not messages:
             return 0
         results: list[RunResult] = []

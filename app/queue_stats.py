@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.sqs import client, queue_urls
-from config.queues import all_queues
+from app.sqs import client_for, queue_urls
+from config.queues import all_queues, queue_region
 from config.settings import Settings
 
 
@@ -39,7 +39,7 @@ ATTRIBUTES = [
 ]
 
 
-def peek_oldest_age(settings: Settings, url: str) -> float | None:
+def peek_oldest_age(settings: Settings, name: str, url: str) -> float | None:
     """Age of the oldest of up to 10 visible messages, read without consuming them.
 
     Only for dead-letter queues: a receive counts as a delivery, and on a queue with a
@@ -47,7 +47,7 @@ def peek_oldest_age(settings: Settings, url: str) -> float | None:
     a DLQ but an operator, so there it costs nothing.
     """
     messages = (
-        client(settings)
+        client_for(settings, name)
         .receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=10,
@@ -69,7 +69,9 @@ def cloudwatch_oldest_age(settings: Settings, name: str) -> float | None:
         return None
     import boto3
 
-    cloudwatch = boto3.session.Session().client("cloudwatch", region_name=settings.sqs_region)
+    cloudwatch = boto3.session.Session().client(
+        "cloudwatch", region_name=queue_region(settings, name)
+    )
     now = datetime.now(UTC)
     points = cloudwatch.get_metric_statistics(
         Namespace="AWS/SQS",
@@ -86,14 +88,14 @@ def cloudwatch_oldest_age(settings: Settings, name: str) -> float | None:
 
 
 def stats_of(settings: Settings, name: str, dead_letter: bool) -> QueueStats:
-    sqs = client(settings)
+    sqs = client_for(settings, name)
     url = queue_urls(settings)(name)
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=ATTRIBUTES)["Attributes"]
     visible = int(attributes.get("ApproximateNumberOfMessages", 0))
     age: float | None = None
     try:
         if dead_letter and visible:
-            age = peek_oldest_age(settings, url)
+            age = peek_oldest_age(settings, name, url)
         elif not dead_letter:
             age = cloudwatch_oldest_age(settings, name)
     except Exception as exc:  # noqa: BLE001 - the age is a nicety; the counts stand without it

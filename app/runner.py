@@ -21,7 +21,7 @@ from app.messages import (
     decode_run_request,
     result_body,
 )
-from app.sqs import client, queue_urls
+from app.sqs import client_for, queue_urls
 from config.queues import queue_name
 from config.settings import Settings
 
@@ -45,7 +45,7 @@ def decode(raw: Any, kind: str) -> tuple[RunRequest, Check]:
 
 def publish_result(result: RunResult, settings: Settings) -> None:
     name = queue_name(settings, "results")
-    client(settings).send_message(
+    client_for(settings, name).send_message(
         QueueUrl=queue_urls(settings)(name),
         MessageBody=result_body(result, settings.message_version),
     )

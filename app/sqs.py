@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import threading
 import uuid
@@ -23,7 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from config.queues import QueueSpec, all_queues
+from config.queues import QueueSpec, all_queues, queue_region
 from config.settings import Settings
 
 SEND_BATCH_SIZE = 10
@@ -35,13 +36,25 @@ _clients: dict[tuple[int, str | None, str], Any] = {}
 _clients_lock = threading.Lock()
 
 
-def client(settings: Settings) -> Any:
-    """A boto3 SQS client for this process (a forked child makes its own)."""
-    key = (os.getpid(), settings.sqs_endpoint, settings.sqs_region)
+def client_for(settings: Settings, queue: str) -> Any:
+    """The client for the region ``queue`` lives in."""
+    return client(settings, queue_region(settings, queue))
+
+
+def region_of_url(settings: Settings, url: str) -> str:
+    """``sqs.<region>.amazonaws.com/...`` names its region; local endpoints have one."""
+    match = re.match(r"https://sqs\.([a-z0-9-]+)\.amazonaws\.com/", url)
+    return match.group(1) if match and settings.sqs_endpoint is None else settings.sqs_region
+
+
+def client(settings: Settings, region: str | None = None) -> Any:
+    """A boto3 SQS client for this process and region (a forked child makes its own)."""
+    region = region or settings.sqs_region
+    key = (os.getpid(), settings.sqs_endpoint, region)
     with _clients_lock:
         if key not in _clients:
             kwargs: dict[str, Any] = {
-                "region_name": settings.sqs_region,
+                "region_name": region,
                 "config": Config(
                     connect_timeout=5,
                     read_timeout=max(10, settings.sqs_wait_time_seconds + 5),
@@ -69,10 +82,11 @@ class QueueUrls:
     def __call__(self, name: str) -> str:
         url = self._urls.get(name)
         if url is None:
+            region = queue_region(self.settings, name)
             if self.settings.sqs_queue_url_prefix:
-                url = self.settings.sqs_queue_url_prefix + name
+                url = self.settings.sqs_queue_url_prefix.replace("{region}", region) + name
             else:
-                url = client(self.settings).get_queue_url(QueueName=name)["QueueUrl"]
+                url = client(self.settings, region).get_queue_url(QueueName=name)["QueueUrl"]
             self._urls[name] = url
         return url
 
@@ -96,7 +110,7 @@ def _arn(attributes: dict[str, str]) -> str:
 
 def create_queue(settings: Settings, spec: QueueSpec) -> str:
     """Create (or bring up to date) one queue and its dead-letter queue. Idempotent."""
-    sqs = client(settings)
+    sqs = client_for(settings, spec.name)
     dlq_url = sqs.create_queue(
         QueueName=spec.dead_letter,
         Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
@@ -209,9 +223,9 @@ class BatchSender:
         by_queue: dict[str, list[Outgoing]] = defaultdict(list)
         for message in messages:
             by_queue[message.queue].append(message)
-        sqs = client(self.settings)
         sent = 0
         for queue, items in by_queue.items():
+            sqs = client_for(self.settings, queue)
             url = self.urls(queue)
             for start in range(0, len(items), SEND_BATCH_SIZE):
                 chunk = items[start : start + SEND_BATCH_SIZE]

@@ -8,6 +8,7 @@ and the next poll tries again. A test cuts the endpoint for 10 s and keeps this 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kombu.transport.SQS import Channel as SQSChannel
@@ -18,9 +19,24 @@ class Channel(SQSChannel):
     def _on_messages_ready(self, queue: str, qname: str, messages: Any) -> int:
         if not isinstance(messages, dict):
             return 0
+        PollClock.heard()
         received: int = super()._on_messages_ready(queue, qname, messages)
         return received
 
 
 class Transport(SQSTransport):
     Channel = Channel
+
+
+class PollClock:
+    """When this process last heard from SQS (any answer to a receive, even empty)."""
+
+    last_answer: float = 0.0
+
+    @classmethod
+    def heard(cls) -> None:
+        cls.last_answer = time.monotonic()
+
+    @classmethod
+    def silent_for(cls) -> float:
+        return time.monotonic() - cls.last_answer if cls.last_answer else float("inf")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import bootsteps
 from celery.worker.consumer import Consumer
 
 from app.ssrf import TargetGuard
@@ -64,7 +65,7 @@ def backoff_redelivery(request: Any, settings: Settings) -> None:
     when this visibility runs out, and moves it to the DLQ after maxReceiveCount.
     Without this a failed job would wait out the queue's whole visibility timeout.
     """
-    from app.sqs import client
+    from app.sqs import client, region_of_url
 
     delivery = _sqs_delivery(request)
     receipt = (delivery.get("sqs_message") or {}).get("ReceiptHandle")
@@ -74,7 +75,7 @@ def backoff_redelivery(request: Any, settings: Settings) -> None:
     count = receive_count(request)
     delay = JOB_BACKOFF_SECONDS.get(count, max(JOB_BACKOFF_SECONDS.values()))
     try:
-        client(settings).change_message_visibility(
+        client(settings, region_of_url(settings, queue_url)).change_message_visibility(
             QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=delay
         )
     except Exception as exc:  # noqa: BLE001 - the message still comes back, only later
@@ -88,3 +89,34 @@ def guard_for(settings: Settings) -> TargetGuard:
     if settings not in _guards:
         _guards[settings] = TargetGuard(settings.allow_private_targets, settings.allowed_targets)
     return _guards[settings]
+
+
+class HealthReporter(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Keeps ``synmon health`` informed: consuming while the consumer runs and SQS answers."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+    SQS_SILENCE = 30.0  # long polls answer within seconds; half a minute of silence is an outage
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        self.reporter: Any = None
+        super().__init__(c, **kwargs)
+
+    def start(self, c: Any) -> None:
+        from app.health import READY, Reporter
+        from app.sqs_transport import PollClock
+        from config.settings import get_settings
+
+        PollClock.heard()  # connected just now
+        queues = [queue.name for queue in c.task_consumer.queues] if c.task_consumer else []
+
+        def state() -> str:
+            return READY if PollClock.silent_for() < self.SQS_SILENCE else "sqs-unreachable"
+
+        self.reporter = Reporter(get_settings(), c.hostname, queues, state).start()
+
+    def stop(self, c: Any) -> None:
+        if self.reporter is not None:
+            self.reporter.stop()
+            self.reporter = None
+
+    shutdown = stop

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from config.queues import KINDS, queue_name
+from config.queues import KINDS, queue_name, queue_region
 from config.settings import Settings
 
 RUN_TASKS = {"http": "synmon.run_http", "browser": "synmon.run_browser"}
@@ -54,6 +54,7 @@ def celery_config(settings: Settings, queue_urls: Mapping[str, str]) -> dict[str
     predefined = {
         name: {
             "url": url,
+            "region": queue_region(settings, name),
             "access_key_id": "test" if settings.sqs_endpoint else None,
             "secret_access_key": "test" if settings.sqs_endpoint else None,
         }

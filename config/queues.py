@@ -32,6 +32,18 @@ def queue_name(
     return base + DLQ_SUFFIX if dead_letter else base
 
 
+def queue_region(settings: Settings, name: str) -> str:
+    """The AWS region a queue lives in: its location's, for run queues of regional
+    installations; ``SYNMON_SQS_REGION`` for everything else."""
+    run_prefix = f"{settings.sqs_queue_prefix}-{settings.env}-run-"
+    if settings.sqs_regional_queues and name.startswith(run_prefix):
+        rest = name[len(run_prefix) :].removesuffix(DLQ_SUFFIX)
+        for kind in KINDS:
+            if rest.endswith(f"-{kind}"):
+                return rest[: -len(kind) - 1]
+    return settings.sqs_region
+
+
 @dataclass(frozen=True)
 class QueueSpec:
     name: str

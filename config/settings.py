@@ -40,7 +40,11 @@ class Settings:
     sqs_endpoint: str | None = None
     sqs_region: str = "us-east-1"
     sqs_queue_prefix: str = "synmon"
+    # A URL prefix for queues; "{region}" in it stands for each queue's region.
     sqs_queue_url_prefix: str | None = None
+    # Run queues in the AWS region named by their location (one Terraform module per
+    # region); results and dispatch queues in sqs_region. Off: every queue in sqs_region.
+    sqs_regional_queues: bool = False
     sqs_wait_time_seconds: int = 1
     sqs_polling_interval: float = 0.1
     sqs_max_receive_count: int = 3
@@ -54,6 +58,8 @@ class Settings:
     artifacts_url: str = ""
     s3_endpoint: str | None = None
     # Checks
+    # The shortest frequency a check may have. 10 s, as Checkly; lower for tests.
+    min_frequency: float = 10.0
     http_max_timeout: float = 30.0
     browser_max_timeout: float = 240.0
     browser_default_timeout: float = 60.0
@@ -250,6 +256,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     booleans = {
         "SYNMON_ALLOW_PRIVATE_TARGETS": "allow_private_targets",
         "SYNMON_FLOWER_AUTH_DISABLED": "flower_auth_disabled",
+        "SYNMON_SQS_REGIONAL_QUEUES": "sqs_regional_queues",
     }
     for var, attr in booleans.items():
         if var in env_vars:
@@ -281,6 +288,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "SYNMON_BROWSER_MAX_TIMEOUT": ("browser_max_timeout", 1.0, 900.0),
         "SYNMON_BROWSER_DEFAULT_TIMEOUT": ("browser_default_timeout", 1.0, 900.0),
         "SYNMON_DISPATCH_INTERVAL": ("dispatch_interval", 0.1, 60.0),
+        "SYNMON_MIN_FREQUENCY": ("min_frequency", 1.0, 3600.0),
     }
     for var, (attr, lowf, highf) in floats.items():
         if var in env_vars:
@@ -304,6 +312,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "SYNMON_BROWSER_DEFAULT_TIMEOUT must not exceed SYNMON_BROWSER_MAX_TIMEOUT"
         )
 
+    if values.get("sqs_regional_queues") and get("SYNMON_SQS_ENDPOINT"):
+        raise ConfigError("SYNMON_SQS_REGIONAL_QUEUES: a single endpoint has a single region")
     if values["env"] == "prod" and str(values["database_url"]).startswith("sqlite"):
         raise ConfigError("SYNMON_DATABASE_URL: SYNMON_ENV=prod needs Postgres, not SQLite")
 

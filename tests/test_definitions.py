@@ -64,7 +64,7 @@ def test_locations_default_to_the_installation() -> None:
             "unknown field",
         ),
         (http_check(frequency="5s"), "frequency", "between 10s and 24h"),
-        (http_check(frequency="25h"), "frequency", "between 10s and 24h"),
+        (http_check(frequency="25h"), "frequency", "24h or less"),
         (http_check(frequency="soon"), "frequency", "not a duration"),
         (http_check(frequency="10 minutes"), "frequency", "not a duration"),
         (
@@ -286,6 +286,14 @@ def test_malformed_documents(text: str, message: str) -> None:
     with pytest.raises(DefinitionError) as caught:
         load_text(text, "bad.yaml")
     assert any(message in str(p) and str(p).startswith("bad.yaml") for p in caught.value.problems)
+
+
+def test_an_installation_may_allow_shorter_frequencies() -> None:
+    document = yaml.safe_dump({"checks": [http_check(frequency="2s")]})
+    (check,) = load_text(document, "c.yaml", make_settings(SYNMON_MIN_FREQUENCY="2")).checks
+    assert check.frequency == 2
+    problems = problems_of({"checks": [http_check(frequency="1s")]}, {"SYNMON_MIN_FREQUENCY": "2"})
+    assert problems == ["checks.yaml: check 'api': frequency: must be between 2s and 24h"]
 
 
 def test_every_problem_is_reported_at_once() -> None:

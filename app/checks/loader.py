@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from app.checks.models import Channel, Check
+from app.checks.durations import format_duration
+from app.checks.models import DEFAULT_MIN_FREQUENCY, Channel, Check
 from config.settings import Settings
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -170,9 +171,16 @@ def _cross_checks(
             else:
                 seen[ident] = file
     channel_ids = {channel.id for channel in definitions.channels}
+    floor = settings.min_frequency if settings is not None else DEFAULT_MIN_FREQUENCY
     resolved: list[Check] = []
     for check, file in zip(definitions.checks, definitions.check_files, strict=True):
         entity = f"check {check.id!r}"
+        if check.frequency < floor:
+            problems.append(
+                Problem(
+                    file, entity, "frequency", f"must be between {format_duration(floor)} and 24h"
+                )
+            )
         for index, channel_id in enumerate(check.alert.channels):
             if channel_id not in channel_ids:
                 problems.append(
