@@ -90,6 +90,7 @@ def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
         "worker_version": result.worker_version[:64],
         "worker_host": result.worker_host[:255],
         "message_version": result.message_version,
+        "trigger": result.trigger,
         "ingested_at": now,
     }
 

@@ -14,7 +14,7 @@ Version 2 changed the shape of both messages (a real change, not a new optional 
   ``timing: {"scheduled_at", "started_at", "finished_at", "duration_ms", "phases"}``
   (``timings`` renamed ``phases``); ``worker_version``/``worker_host`` became
   ``worker: {"version", "host"}``; ``attempt`` became ``{"number", "root_run_id",
-  "deliveries"}``.
+  "deliveries", "trigger"}``, the trigger (schedule, manual, retry) being new.
 
 Inside synmon every version decodes to the same ``RunRequest`` and ``RunResult``.
 """
@@ -65,7 +65,8 @@ class RunRequest:
     scheduled_at: datetime
     attempt: int = 1
     root_run_id: uuid.UUID | None = None
-    trigger: Trigger = "schedule"
+    # None when the request came as version 1, which does not say.
+    trigger: Trigger | None = "schedule"
     dispatched_at: datetime | None = None
 
     @property
@@ -104,6 +105,8 @@ class RunResult:
     worker_version: str = ""
     worker_host: str = ""
     message_version: int = CURRENT_MESSAGE_VERSION
+    # Added in version 2; a version 1 result does not say (None).
+    trigger: Trigger | None = None
 
     @property
     def root(self) -> uuid.UUID:
@@ -188,6 +191,7 @@ class ResultAttempt(Wire):
     number: int = Field(ge=1)
     root_run_id: uuid.UUID | None = None
     deliveries: int = Field(default=1, ge=1)
+    trigger: Trigger | None = None
 
 
 class Worker(Wire):
@@ -289,7 +293,7 @@ def decode_run_request(raw: Any) -> RunRequest:
                 scheduled_at=_aware(v1.scheduled_at),
                 attempt=v1.attempt,
                 root_run_id=v1.root_run_id,
-                trigger="retry" if v1.attempt > 1 else "schedule",
+                trigger="retry" if v1.attempt > 1 else None,
                 dispatched_at=_aware(v1.dispatched_at) if v1.dispatched_at else None,
             )
         else:
@@ -361,6 +365,7 @@ def encode_result(result: RunResult, version: int = CURRENT_MESSAGE_VERSION) -> 
                 "number": result.attempt,
                 "root_run_id": root,
                 "deliveries": result.deliveries,
+                "trigger": result.trigger,
             },
             "assertions": result.assertions,
             "failure": (
@@ -428,6 +433,7 @@ def decode_result(raw: Any) -> RunResult:
             worker_version=v2.worker.version,
             worker_host=v2.worker.host,
             message_version=2,
+            trigger=v2.attempt.trigger,
         )
     except ValidationError as exc:
         raise _invalid(exc) from None

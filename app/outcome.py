@@ -99,6 +99,7 @@ def to_result(
         worker_version=settings.release,
         worker_host=HOST,
         message_version=settings.message_version,
+        trigger=request.trigger,
     )
     return redact_result(result, [*settings.variables.values(), *(secrets or ())])
 

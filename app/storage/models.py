@@ -125,6 +125,9 @@ class CheckRunRow(Base):
     worker_version: Mapped[str] = mapped_column(String(64))
     worker_host: Mapped[str] = mapped_column(String(255))
     message_version: Mapped[int] = mapped_column(SmallInteger)
+    # schedule | manual | retry. Added by migration 0002 ("expand"): nullable, because
+    # version 1 results do not carry it and the release before 0002 does not write it.
+    trigger: Mapped[str | None] = mapped_column(String(16))
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
