@@ -101,7 +101,8 @@ def _celery_argv(
 @click.option(
     "--concurrency", "-c", type=int, default=None, help="Processes (default from settings)."
 )
-def worker(location: str, kind: str, concurrency: int | None) -> None:
+@click.option("--name", "-n", default=None, help="Node name (default: KIND-LOCATION@HOST).")
+def worker(location: str, kind: str, concurrency: int | None, name: str | None) -> None:
     """A Celery worker for one location and kind of check."""
     from app.celery import app as celery_app
     from config.queues import queue_name
@@ -114,7 +115,7 @@ def worker(location: str, kind: str, concurrency: int | None) -> None:
     default = settings.http_concurrency if kind == "http" else settings.browser_concurrency
     queue = queue_name(settings, "run", location, kind)  # type: ignore[arg-type]
     celery_app.worker_main(
-        _celery_argv(settings, [queue], f"{kind}-{location}@%h", concurrency or default)
+        _celery_argv(settings, [queue], name or f"{kind}-{location}@%h", concurrency or default)
     )
 
 
@@ -413,6 +414,57 @@ def health(name: str | None, max_age: float, as_json: bool) -> None:
                 f"release {process['release']})"
             )
     sys.exit(0 if result["ready"] else 1)
+
+
+@main.command()
+@click.option("--location", "-l", required=True)
+@click.option("--kind", "-k", type=click.Choice(["http", "browser"]), required=True)
+@click.option("--count", type=int, required=True, help="New workers to start.")
+@click.option(
+    "--replace", "old_pids", type=int, multiple=True, help="PID of an old worker (repeat)."
+)
+@click.option(
+    "--set", "assignments", multiple=True, help="KEY=VALUE for the new release's environment."
+)
+@click.option("--concurrency", "-c", type=int, default=1)
+def rollout(
+    location: str,
+    kind: str,
+    count: int,
+    old_pids: tuple[int, ...],
+    assignments: tuple[str, ...],
+    concurrency: int,
+) -> None:
+    """Roll workers to a new release: start COUNT new ones, wait until `synmon health`
+    says they are ready, then stop the old ones (--replace) one by one, draining each."""
+    import os
+
+    from app.rollout import RolloutError
+    from app.rollout import rollout as run_rollout
+
+    settings = settings_or_exit()
+    environment = dict(os.environ)
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.startswith("SYNMON_"):
+            raise click.BadParameter(
+                f"{assignment!r}: expected SYNMON_NAME=value", param_hint="--set"
+            )
+        environment[key] = value
+    try:
+        report = run_rollout(
+            settings,
+            location,
+            "browser" if kind == "browser" else "http",
+            count,
+            old_pids,
+            environment,
+            concurrency,
+            progress=click.echo,
+        )
+    except RolloutError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("rollout done: new workers " + " ".join(str(w.pid) for w in report.started))
 
 
 @main.command()
