@@ -2,6 +2,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# checkov pins its own versions of boto3 and friends: it lives in a venv of its own.
+CHECKOV := .tools/checkov/bin/checkov
 
 .PHONY: up test lint install system-deps bench
 
@@ -12,6 +14,11 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+$(CHECKOV):
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/pip install --quiet --upgrade pip
+	.tools/checkov/bin/pip install --quiet 'checkov>=3.2,<4'
 
 system-deps:
 	scripts/system-deps
@@ -26,7 +33,7 @@ lint: install
 	$(BIN)/mypy
 
 # The whole test suite: lint, types, then every test against the real services.
-test: install system-deps lint
+test: install $(CHECKOV) system-deps lint
 	$(BIN)/python -m pytest
 
 bench: install system-deps
