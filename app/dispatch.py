@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.messages import RunRequest, encode_run_request, scheduled_run_id
+from app.messages import RunRequest, run_request_json, scheduled_run_id
 from app.metrics import DispatchedRun, record_dispatched
 from app.schedule import advance
 from app.sqs import BatchSender, Outgoing, celery_task_body
@@ -45,15 +45,14 @@ class DispatchReport:
         self.runs.extend(other.runs)
 
 
-def locations_for(row: CheckRow) -> list[str]:
-    """Every location (parallel) or the next one in turn (round-robin)."""
-    if not row.locations:
-        return []
-    if row.run_mode == "round-robin":
-        location = row.locations[row.rr_cursor % len(row.locations)]
-        row.rr_cursor = (row.rr_cursor + 1) % len(row.locations)
-        return [location]
-    return list(row.locations)
+def locations_for(locations: list[str], run_mode: str, cursor: int) -> tuple[list[str], int]:
+    """(locations to run in, next cursor): every location (parallel) or the next one in
+    turn (round-robin)."""
+    if not locations:
+        return [], cursor
+    if run_mode == "round-robin":
+        return [locations[cursor % len(locations)]], (cursor + 1) % len(locations)
+    return list(locations), cursor
 
 
 def time_limits(settings: Settings, kind: Kind) -> tuple[float, float]:
@@ -63,13 +62,15 @@ def time_limits(settings: Settings, kind: Kind) -> tuple[float, float]:
 
 
 def run_request_message(
-    request: RunRequest, settings: Settings, delay_seconds: int = 0
+    request: RunRequest, settings: Settings, delay_seconds: int = 0, check_json: str | None = None
 ) -> Outgoing:
+    """The SQS message of a run request. ``check_json``: the definition as stored, when
+    the caller has it as text (the dispatcher does), instead of ``request.check``."""
     kind: Kind = "browser" if request.kind == "browser" else "http"
     queue = queue_name(settings, "run", request.location, kind)
     body = celery_task_body(
         RUN_TASKS[kind],
-        [encode_run_request(request, settings.message_version)],
+        run_request_json(request, settings.message_version, check_json),
         queue,
         task_id=str(request.run_id),
         time_limits=time_limits(settings, kind),
@@ -80,37 +81,88 @@ def run_request_message(
 Send = Callable[[Sequence[Outgoing]], Any]
 
 
+DUE_COLUMNS = (
+    CheckRow.id,
+    CheckRow.kind,
+    # As text: spliced into the messages without being decoded and encoded again.
+    cast(CheckRow.definition, Text).label("definition"),
+    CheckRow.frequency_s,
+    CheckRow.locations,
+    CheckRow.run_mode,
+    CheckRow.rr_cursor,
+    CheckRow.next_run_at,
+)
+
+
+def advance_rows(session: Session, advanced: list[dict[str, Any]]) -> None:
+    """Write the new next_run_at (and round-robin cursor) of the dispatched checks.
+
+    On Postgres in one statement: an UPDATE per row would cost a round trip each, which
+    was half the dispatcher's time.
+    """
+    if not advanced:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "UPDATE checks SET next_run_at = data.next_run_at, rr_cursor = data.rr_cursor "
+                "FROM (SELECT unnest(CAST(:ids AS varchar[])) AS id, "
+                "unnest(CAST(:nexts AS timestamptz[])) AS next_run_at, "
+                "unnest(CAST(:cursors AS integer[])) AS rr_cursor) AS data "
+                "WHERE checks.id = data.id"
+            ),
+            {
+                "ids": [a["id"] for a in advanced],
+                "nexts": [a["next_run_at"] for a in advanced],
+                "cursors": [a["rr_cursor"] for a in advanced],
+            },
+        )
+    else:
+        session.execute(update(CheckRow), advanced)
+
+
 def dispatch_round(
     session: Session, settings: Settings, send: Send, now: datetime, limit: int
 ) -> DispatchReport:
     """One transaction: lock up to ``limit`` due checks, send their runs, advance them."""
     report = DispatchReport()
     query = (
-        select(CheckRow)
+        select(*DUE_COLUMNS)
         .where(CheckRow.enabled.is_(True), CheckRow.next_run_at <= now)
         .order_by(CheckRow.next_run_at)
         .limit(limit)
     )
     if not settings.sqlite:
         query = query.with_for_update(skip_locked=True)
-    rows = session.scalars(query).all()
     outgoing: list[Outgoing] = []
-    for row in rows:
-        slot, following = advance(row.next_run_at, row.frequency_s, now)
-        for location in locations_for(row):
+    advanced: list[dict[str, Any]] = []
+    for (
+        check_id,
+        kind,
+        definition,
+        frequency,
+        locations,
+        run_mode,
+        cursor,
+        next_run_at,
+    ) in session.execute(query):
+        slot, following = advance(next_run_at, frequency, now)
+        targets, next_cursor = locations_for(locations, run_mode, cursor)
+        for location in targets:
             request = RunRequest(
-                run_id=scheduled_run_id(row.id, location, slot),
-                check=row.definition,
+                run_id=scheduled_run_id(check_id, location, slot),
+                check={"id": check_id, "type": kind},  # the full definition is check_json
                 location=location,
                 scheduled_at=slot,
                 dispatched_at=now,
             )
-            outgoing.append(run_request_message(request, settings))
-            report.runs.append(DispatchedRun(location, row.kind, (now - slot).total_seconds()))
-        row.next_run_at = following
+            outgoing.append(run_request_message(request, settings, check_json=definition))
+            report.runs.append(DispatchedRun(location, kind, (now - slot).total_seconds()))
+        advanced.append({"id": check_id, "next_run_at": following, "rr_cursor": next_cursor})
         report.checks += 1
     if outgoing:
         send(outgoing)
+    advance_rows(session, advanced)
     return report
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -253,6 +253,23 @@ def encode_run_request(
             "attempt": {"number": request.attempt, "root_run_id": root},
         }
     raise ValueError(f"cannot write run requests of version {version}")
+
+
+def run_request_json(
+    request: RunRequest, version: int = CURRENT_MESSAGE_VERSION, check_json: str | None = None
+) -> str:
+    """``encode_run_request`` as compact JSON text.
+
+    ``check_json``, the check definition as the database stores it, is spliced in
+    rather than decoded and encoded again: the definition is most of the message, and
+    the dispatcher writes thousands of messages a second.
+    """
+    document = encode_run_request(replace(request, check={}), version)
+    text = json.dumps(document, separators=(",", ":"))
+    if check_json is None:
+        check_json = json.dumps(request.check, separators=(",", ":"))
+    # "check" follows "v" and "run_id" (a UUID): its first occurrence is the key.
+    return text.replace('"check":{}', '"check":' + check_json, 1)
 
 
 def _check_version(raw: Any) -> int:

@@ -145,23 +145,21 @@ def create_queues(settings: Settings, locations: Sequence[str] | None = None) ->
 
 def celery_task_body(
     task_name: str,
-    args: Sequence[Any],
+    argument_json: str,
     queue: str,
     task_id: str | None = None,
     time_limits: tuple[float | None, float | None] = (None, None),
 ) -> str:
-    """The SQS body kombu would write for ``task.apply_async(args, queue=queue)``.
+    """The SQS body kombu would write for ``task.apply_async((argument,), queue=queue)``.
 
     Celery protocol 2 (headers, then ``[args, kwargs, embed]`` as JSON), wrapped in
     kombu's virtual-transport envelope with a base64 body, the whole base64-encoded as
-    kombu's SQS transport does by default.
+    kombu's SQS transport does by default. The task's one argument comes as JSON text,
+    so that the dispatcher can splice in a check definition as the database holds it.
     """
     task_id = task_id or str(uuid.uuid4())
-    first = args[0] if args else None
-    shown = first.get("run_id", "...") if isinstance(first, dict) else "..."
-    body = json.dumps(
-        [list(args), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}],
-        separators=(",", ":"),
+    body = (
+        "[[" + argument_json + '],{},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'
     )
     envelope = {
         "body": base64.b64encode(body.encode()).decode(),
@@ -180,7 +178,7 @@ def celery_task_body(
             "timelimit": list(time_limits),
             "root_id": task_id,
             "parent_id": None,
-            "argsrepr": f"({shown},)",
+            "argsrepr": f"({task_id},)",
             "kwargsrepr": "{}",
             "origin": ORIGIN,
             "ignore_result": True,

@@ -72,7 +72,7 @@ class Settings:
     # Workers
     http_concurrency: int = 4
     browser_concurrency: int = 2
-    dispatch_interval: float = 2.0
+    dispatch_interval: float = 0.5
     dispatch_batch_size: int = 1000
     ingest_batch_size: int = 100
     # Operations

@@ -144,3 +144,16 @@ def test_run_ids_are_deterministic_per_slot() -> None:
     assert scheduled_run_id("a", "l", NOW) != scheduled_run_id("a", "m", NOW)
     root = uuid.uuid4()
     assert retry_run_id(root, 2) == retry_run_id(root, 2) != retry_run_id(root, 3)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_run_request_json_splices_the_stored_definition(version: int) -> None:
+    import json
+
+    from app.messages import run_request_json
+
+    original = request()
+    stored = json.dumps(CHECK, indent=1)  # as a database may return it: any JSON text
+    spliced = json.loads(run_request_json(original, version, stored))
+    assert spliced == json.loads(json.dumps(encode_run_request(original, version)))
+    assert decode_run_request(spliced) == original

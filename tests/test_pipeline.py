@@ -292,7 +292,10 @@ def test_batched_messages_are_plain_celery_task_messages(
         sent = BatchSender(pipeline.settings)
         sent.urls._urls[queue] = url
         sent.send(
-            [Outgoing(queue, celery_task_body("synmon.run_http", [b], queue)) for b in bodies]
+            [
+                Outgoing(queue, celery_task_body("synmon.run_http", json.dumps(b), queue))
+                for b in bodies
+            ]
         )
         wait_until(
             lambda: out.exists() and len(out.read_text().splitlines()) == 25,

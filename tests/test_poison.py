@@ -72,7 +72,7 @@ def test_poison_lands_in_the_dlq_while_good_runs_flow(target: TargetServer, tmp_
         )
 
         def task(arguments: Any, name: str = "synmon.run_http") -> str:
-            return celery_task_body(name, [arguments], run_queue)
+            return celery_task_body(name, json.dumps(arguments), run_queue)
 
         poison_runs = {
             "malformed JSON": "{this is not json",

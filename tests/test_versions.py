@@ -184,4 +184,4 @@ def test_a_v2_task_body_is_unchanged_celery(mixed: Pipeline) -> None:
         body = run_request_message(
             request, mixed.settings.with_overrides(message_version=version)
         ).body
-        assert body.startswith(celery_task_body("x", [], queue)[:8])
+        assert body.startswith(celery_task_body("x", "{}", queue)[:8])
