@@ -20,8 +20,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,7 +37,15 @@ from app.messages import (
 from app.metrics import StoredRun, record_stored
 from app.retries import decide_retry
 from app.sqs import BatchSender, Outgoing, client_for, queue_urls
-from app.state import apply_result
+from app.state import CheckState, apply_result
+from app.storage.bulk import (
+    as_uuid,
+    insert_ignoring_conflicts,
+    is_postgres,
+    lock_or_create,
+    table_of,
+    upsert,
+)
 from app.storage.models import (
     CheckRow,
     CheckRunRow,
@@ -60,10 +66,6 @@ class StoreReport:
     retries: int = 0
     notifications: int = 0
     stored: list[StoredRun] = field(default_factory=list)  # the results new to the database
-
-
-def _insert(session: Session) -> Any:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
@@ -102,52 +104,61 @@ class CheckCache:
         self._checks: dict[tuple[str, str], Check] = {}
 
     def load(self, session: Session, check_ids: set[str]) -> dict[str, Check]:
-        rows = session.execute(
-            select(CheckRow.id, CheckRow.definition_hash, CheckRow.definition).where(
-                CheckRow.id.in_(check_ids)
-            )
-        ).all()
-        found: dict[str, Check] = {}
-        for check_id, digest, definition in rows:
-            key = (check_id, digest)
-            if key not in self._checks:
-                if len(self._checks) > 50_000:
-                    self._checks.clear()
+        versions = dict(
+            session.execute(
+                select(CheckRow.id, CheckRow.definition_hash).where(CheckRow.id.in_(check_ids))
+            ).all()
+        )
+        missing = {
+            check_id
+            for check_id, digest in versions.items()
+            if (check_id, digest) not in self._checks
+        }
+        if missing:
+            if len(self._checks) > 50_000:
+                self._checks.clear()
+            for check_id, digest, definition in session.execute(
+                select(CheckRow.id, CheckRow.definition_hash, CheckRow.definition).where(
+                    CheckRow.id.in_(missing)
+                )
+            ):
                 try:
-                    self._checks[key] = Check.model_validate(definition)
+                    self._checks[(check_id, digest)] = Check.model_validate(definition)
                 except ValidationError:
                     log.error("stored definition of %s no longer validates", check_id)
-                    continue
-            found[check_id] = self._checks[key]
-        return found
+        return {
+            check_id: self._checks[(check_id, digest)]
+            for check_id, digest in versions.items()
+            if (check_id, digest) in self._checks
+        }
 
 
-def _lock_states(session: Session, check_ids: set[str], now: datetime) -> dict[str, CheckStateRow]:
-    """The state rows of ``check_ids``, created if missing and locked for this transaction."""
+STATE_TABLE = table_of(CheckStateRow)
+RUNS = table_of(CheckRunRow)
+
+
+def _lock_states(session: Session, check_ids: set[str], now: datetime) -> dict[str, CheckState]:
+    """The states of ``check_ids``, created if missing and locked for this transaction."""
     if not check_ids:
         return {}
-    insert = _insert(session)
-    session.execute(
-        insert(CheckStateRow)
-        .values(
-            [
-                {
-                    "check_id": c,
-                    "status": "unknown",
-                    "consecutive_failures": 0,
-                    "alerting": False,
-                    "updated_at": now,
-                }
-                for c in sorted(check_ids)
-            ]
+    if is_postgres(session):
+        # One statement: insert the missing rows, lock all of them (an upsert locks the
+        # rows it touches), and return their current values. In id order, so that two
+        # ingest processes never wait on each other in a cycle.
+        rows = lock_or_create(
+            session, STATE_TABLE, [CheckState(c).as_row(now) for c in sorted(check_ids)], "check_id"
         )
-        .on_conflict_do_nothing(index_elements=["check_id"])
+        return {row["check_id"]: CheckState.from_mapping(row) for row in rows}
+    insert_ignoring_conflicts(
+        session, STATE_TABLE, [CheckState(c).as_row(now) for c in sorted(check_ids)], ["check_id"]
     )
-    query = select(CheckStateRow).where(CheckStateRow.check_id.in_(check_ids))
-    if session.get_bind().dialect.name == "postgresql":
-        # In id order, so two ingest processes never wait on each other in a cycle.
-        query = query.order_by(CheckStateRow.check_id).with_for_update()
-    return {row.check_id: row for row in session.scalars(query)}
+    query = select(STATE_TABLE).where(STATE_TABLE.c.check_id.in_(check_ids))
+    return {row.check_id: CheckState.from_row(row) for row in session.execute(query)}
+
+
+def _save_states(session: Session, states: list[CheckState], now: datetime) -> None:
+    """Write the moved states in one statement (an UPDATE per check cost a round trip each)."""
+    upsert(session, STATE_TABLE, [state.as_row(now) for state in states], ["check_id"])
 
 
 def _notification_payload(check: Check, result: RunResult, event: str) -> dict[str, Any]:
@@ -187,14 +198,10 @@ def store_results(
         for run_id, r in unique.items()
     }
     rows = [run_row(r, decisions[run_id] is None, now) for run_id, r in unique.items()]
-    inserted_ids = set(
-        session.scalars(
-            _insert(session)(CheckRunRow)
-            .on_conflict_do_nothing(index_elements=["run_id"])
-            .returning(CheckRunRow.run_id),
-            rows,
-        ).all()
-    )
+    inserted_ids = {
+        as_uuid(run_id)
+        for run_id in insert_ignoring_conflicts(session, RUNS, rows, ["run_id"], returning="run_id")
+    }
     report.inserted = len(inserted_ids)
     report.duplicates += len(unique) - len(inserted_ids)
     fresh = sorted((unique[i] for i in inserted_ids), key=lambda r: r.started_at)
@@ -235,18 +242,18 @@ def store_results(
             }
         )
     if outbox:
-        session.execute(
-            _insert(session)(OutboxRow).on_conflict_do_nothing(index_elements=["run_id"]), outbox
-        )
+        insert_ignoring_conflicts(session, table_of(OutboxRow), outbox, ["run_id"])
         report.retries = len(outbox)
 
     finals = [r for r in fresh if decisions[r.run_id] is None]
     states = _lock_states(session, {r.check_id for r in finals}, now)
     notifications: list[dict[str, Any]] = []
+    moved: dict[str, CheckState] = {}
     for result in finals:
         state = states[result.check_id]
         if state.last_run_at is not None and result.started_at < state.last_run_at:
             continue  # a late result of an older run does not move the state back
+        moved[result.check_id] = state
         definition = known.get(result.check_id)
         for event in apply_result(state, definition, result):
             assert definition is not None
@@ -264,13 +271,10 @@ def store_results(
                         "created_at": now,
                     }
                 )
-        state.updated_at = now
+    _save_states(session, list(moved.values()), now)
     if notifications:
-        session.execute(
-            _insert(session)(NotificationRow).on_conflict_do_nothing(
-                index_elements=["run_id", "channel_id", "event"]
-            ),
-            notifications,
+        insert_ignoring_conflicts(
+            session, table_of(NotificationRow), notifications, ["run_id", "channel_id", "event"]
         )
         report.notifications = len(notifications)
     return report

@@ -6,13 +6,50 @@ fails and then passes on its retry neither alerts nor counts as a failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
 
 from app.checks.models import Check
 from app.messages import RunResult
-from app.storage.models import CheckStateRow
 
 STATE_BY_STATUS = {"passed": "passing", "degraded": "degraded", "failed": "failing"}
+
+
+@dataclass
+class CheckState:
+    """One row of ``check_state``, as the state machine sees it."""
+
+    check_id: str
+    status: str = "unknown"
+    last_run_id: uuid.UUID | None = None
+    last_status: str | None = None
+    last_run_at: datetime | None = None
+    consecutive_failures: int = 0
+    alerting: bool = False
+
+    @classmethod
+    def from_mapping(cls, row: dict[str, Any]) -> CheckState:
+        """From a row as JSON: ids and times come as text."""
+        state = cls(**{name: row[name] for name in STATE_FIELDS})
+        if isinstance(state.last_run_id, str):
+            state.last_run_id = uuid.UUID(state.last_run_id)
+        if isinstance(state.last_run_at, str):
+            state.last_run_at = datetime.fromisoformat(state.last_run_at)
+        return state
+
+    @classmethod
+    def from_row(cls, row: Any) -> CheckState:
+        return cls(**{name: getattr(row, name) for name in STATE_FIELDS})
+
+    def as_row(self, updated_at: datetime) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name in STATE_FIELDS}
+        row["updated_at"] = updated_at
+        return row
+
+
+STATE_FIELDS = tuple(f.name for f in fields(CheckState))
 
 
 @dataclass(frozen=True)
@@ -21,7 +58,7 @@ class Event:
     channels: tuple[str, ...]
 
 
-def apply_result(state: CheckStateRow, check: Check | None, result: RunResult) -> list[Event]:
+def apply_result(state: CheckState, check: Check | None, result: RunResult) -> list[Event]:
     """Move ``state`` by one final result; the notifications it causes."""
     previous = state.status
     state.status = STATE_BY_STATUS[result.status]

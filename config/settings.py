@@ -74,7 +74,7 @@ class Settings:
     browser_concurrency: int = 2
     dispatch_interval: float = 0.5
     dispatch_batch_size: int = 1000
-    ingest_batch_size: int = 100
+    ingest_batch_size: int = 500
     # Operations
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -1,0 +1,342 @@
+"""Ingest: results stored per second.
+
+1. The storage call alone (``store_results``: idempotent insert, check state, outboxes)
+   on batches of the configured size, against ``COPY`` of the same rows into a table of
+   the same shape, the fastest way Postgres takes rows.
+2. From a results queue already full (moto's SQS server), against a bare loop that
+   receives and deletes the same number of messages without storing them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, insert, select
+
+from app.ingest import CheckCache, Ingestor, store_results
+from app.messages import RunResult, result_body
+from app.sqs import BatchSender, Outgoing, client_for, create_queues, queue_urls
+from app.storage.db import engine_for, sessions
+from app.storage.models import CheckRow, CheckRunRow
+from bench.common import Figure, Size, WrongResult
+from config.queues import queue_name
+from config.settings import Settings, load_settings
+from tests.support.databases import postgres_database
+from tests.support.processes import moto_server
+
+SIZES = {"tiny": (2_000, 100), "full": (50_000, 500)}
+CHECKS = 1_000
+GOAL = 20_000.0
+
+
+def results(count: int) -> list[RunResult]:
+    now = datetime.now(UTC)
+    return [
+        RunResult(
+            run_id=uuid.uuid4(),
+            check_id=f"c{i % CHECKS}",
+            kind="http",
+            location="eu-west-1",
+            status="passed",
+            scheduled_at=now - timedelta(seconds=1),
+            started_at=now - timedelta(seconds=1),
+            finished_at=now,
+            duration_ms=123.4,
+            timings={"dns_ms": 0.1, "connect_ms": 0.4, "total_ms": 123.4},
+            assertions=[
+                {
+                    "source": "status_code",
+                    "comparison": "equals",
+                    "target": 200,
+                    "actual": 200,
+                    "passed": True,
+                }
+            ],
+            response={
+                "status_code": 200,
+                "body_excerpt": "ok" * 100,
+                "headers": {"Content-Type": "text/plain"},
+            },
+            worker_version="bench",
+            worker_host="bench",
+            trigger="schedule",
+        )
+        for i in range(count)
+    ]
+
+
+def seed_checks(database_url: str) -> None:
+    now = datetime.now(UTC)
+    definition = {
+        "id": "x",
+        "type": "http",
+        "frequency": 60.0,
+        "locations": ["eu-west-1"],
+        "run_mode": "parallel",
+        "enabled": True,
+        "request": {"url": "https://example.com"},
+    }
+    with sessions(database_url).begin() as session:
+        session.execute(
+            insert(CheckRow),
+            [
+                {
+                    "id": f"c{i}",
+                    "name": f"c{i}",
+                    "kind": "http",
+                    "definition": {**definition, "id": f"c{i}"},
+                    "definition_hash": str(i),
+                    "frequency_s": 60.0,
+                    "locations": ["eu-west-1"],
+                    "run_mode": "parallel",
+                    "enabled": True,
+                    "next_run_at": now + timedelta(days=1),
+                    "rr_cursor": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(CHECKS)
+            ],
+        )
+
+
+def stored(database_url: str) -> int:
+    with sessions(database_url)() as session:
+        return int(session.scalar(select(func.count()).select_from(CheckRunRow)) or 0)
+
+
+def copy_rate(database_url: str, batch: list[RunResult]) -> float:
+    """COPY the same rows into an unlogged copy of check_runs (no indexes: COPY's best)."""
+    columns = [
+        "run_id",
+        "root_run_id",
+        "check_id",
+        "location",
+        "kind",
+        "status",
+        "attempt",
+        "deliveries",
+        "final",
+        "scheduled_at",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "timings",
+        "assertions",
+        "error",
+        "error_kind",
+        "response",
+        "artifacts",
+        "worker_version",
+        "worker_host",
+        "message_version",
+        "trigger",
+        "ingested_at",
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    now = datetime.now(UTC).isoformat()
+    for r in batch:
+        writer.writerow(
+            [
+                r.run_id,
+                r.root,
+                r.check_id,
+                r.location,
+                r.kind,
+                r.status,
+                r.attempt,
+                r.deliveries,
+                True,
+                r.scheduled_at.isoformat(),
+                r.started_at.isoformat(),
+                r.finished_at.isoformat(),
+                r.duration_ms,
+                json.dumps(r.timings),
+                json.dumps(r.assertions),
+                r.error,
+                r.error_kind,
+                json.dumps(r.response),
+                json.dumps(r.artifacts),
+                r.worker_version,
+                r.worker_host,
+                r.message_version,
+                r.trigger,
+                now,
+            ]
+        )
+    raw = engine_for(database_url).raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("CREATE UNLOGGED TABLE copy_target (LIKE check_runs INCLUDING DEFAULTS)")
+        raw.commit()
+        started = time.perf_counter()
+        buffer.seek(0)
+        cursor.copy_expert(
+            f"COPY copy_target ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)", buffer
+        )
+        raw.commit()
+        seconds = time.perf_counter() - started
+        cursor.execute("SELECT count(*) FROM copy_target")
+        copied = cursor.fetchone()[0]
+        cursor.execute("DROP TABLE copy_target")
+        raw.commit()
+    finally:
+        raw.close()
+    if copied != len(batch):
+        raise WrongResult(f"COPY stored {copied} of {len(batch)} rows")
+    return len(batch) / seconds
+
+
+def storage_rate(database_url: str, settings: Settings, batch: list[RunResult]) -> float:
+    factory = sessions(database_url)
+    cache = CheckCache()
+    size = settings.ingest_batch_size
+    started = time.perf_counter()
+    for start in range(0, len(batch), size):
+        with factory.begin() as session:
+            store_results(session, batch[start : start + size], settings, cache)
+    seconds = time.perf_counter() - started
+    if stored(database_url) != len(batch):
+        raise WrongResult(f"storage kept {stored(database_url)} of {len(batch)} results")
+    # Stored twice, kept once.
+    with factory.begin() as session:
+        again = store_results(session, batch[:size], settings, cache)
+    if again.inserted or stored(database_url) != len(batch):
+        raise WrongResult("a result delivered twice was stored twice")
+    return len(batch) / seconds
+
+
+def parallel_storage_rate(
+    database_url: str, settings: Settings, batch: list[RunResult], writers: int
+) -> float:
+    """``writers`` ingest processes' worth of storage calls at once (threads, own sessions)."""
+    factory = sessions(database_url)
+    before = stored(database_url)
+    size = settings.ingest_batch_size
+    slices = [batch[i::writers] for i in range(writers)]
+
+    def write(part: list[RunResult]) -> None:
+        cache = CheckCache()
+        for start in range(0, len(part), size):
+            with factory.begin() as session:
+                store_results(session, part[start : start + size], settings, cache)
+
+    threads = [threading.Thread(target=write, args=(part,)) for part in slices]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if stored(database_url) - before != len(batch):
+        raise WrongResult(
+            f"{writers} writers stored {stored(database_url) - before} of {len(batch)}"
+        )
+    return len(batch) / seconds
+
+
+def queue_rates(
+    settings: Settings, database_url: str, batch: list[RunResult]
+) -> tuple[float, float]:
+    """(synmon ingest from a full queue, bare receive-and-delete of as many messages)."""
+    queue = queue_name(settings, "results")
+    sender = BatchSender(settings)
+    sender.send([Outgoing(queue, result_body(r, 2)) for r in batch])
+    before = stored(database_url)
+    stop = threading.Event()
+    ingestor = Ingestor(settings, sessions(database_url), stop)
+    started = time.perf_counter()
+    while stored(database_url) - before < len(batch):
+        ingestor.poll_once()
+        if time.perf_counter() - started > 170:
+            raise WrongResult(
+                f"ingest stored {stored(database_url) - before} of {len(batch)} in time"
+            )
+    synmon_seconds = time.perf_counter() - started
+    if stored(database_url) - before != len(batch):
+        raise WrongResult("ingest stored more results than were sent")
+
+    sender.send([Outgoing(queue, result_body(r, 2)) for r in batch])
+    sqs, url = client_for(settings, queue), queue_urls(settings)(queue)
+    removed = 0
+    started = time.perf_counter()
+    while removed < len(batch):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        if messages:
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )
+        removed += len(messages)
+    bare_seconds = time.perf_counter() - started
+    return len(batch) / synmon_seconds, len(batch) / bare_seconds
+
+
+def run(size: Size) -> list[Figure]:
+    storage_count, queue_count = SIZES[size]
+    figures = []
+    with postgres_database() as database_url:
+        settings = load_settings(
+            {
+                "SYNMON_ENV": "test",
+                "SYNMON_DATABASE_URL": database_url,
+                "SYNMON_LOCATIONS": "eu-west-1",
+            }
+        )
+        seed_checks(database_url)
+        batch = results(storage_count)
+        copy = copy_rate(database_url, batch)
+        storage = storage_rate(database_url, settings, batch)
+        figures.append(
+            Figure(
+                "ingest",
+                f"storage call, batches of {settings.ingest_batch_size}",
+                "results/s",
+                storage,
+                copy,
+                "COPY of the same rows into an unlogged table",
+                goal=f">= {GOAL:,.0f} results/s",
+                met=storage >= GOAL if size == "full" else None,
+                notes=["each result also updates its check's state, in the same transaction"],
+            )
+        )
+        parallel = parallel_storage_rate(database_url, settings, results(storage_count), 2)
+        figures.append(
+            Figure(
+                "ingest",
+                "storage call, 2 writers at once",
+                "results/s",
+                parallel,
+                storage,
+                "one writer (above)",
+                notes=["ingest scales out: run more than one"],
+            )
+        )
+        with moto_server() as moto:
+            queue_settings = settings.with_overrides(sqs_endpoint=moto.endpoint)
+            create_queues(queue_settings)
+            synmon, bare = queue_rates(queue_settings, database_url, results(queue_count))
+        figures.append(
+            Figure(
+                "ingest",
+                f"from a full results queue ({queue_count:,})",
+                "results/s",
+                synmon,
+                bare,
+                "receive and delete the same messages, storing nothing",
+                notes=["moto's SQS server is the bottleneck here, for both"],
+            )
+        )
+    return figures
