@@ -1,0 +1,194 @@
+"""End to end through moto's SQS server: run requests -> worker -> results queue ->
+ingest -> Postgres, against trivial Celery tasks (a no-op) through the same endpoint,
+with the same pool and the same polling, in the same run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from app.dispatch import run_request_message
+from app.messages import RunRequest
+from app.sqs import BatchSender, Outgoing, celery_task_body, client
+from app.storage.db import sessions
+from app.storage.models import CheckRunRow
+from bench.common import Figure, Size, WrongResult
+from bench.http_executor import target
+from tests.support.pipeline import running_pipeline
+from tests.support.processes import ROOT, kill_group, wait_until
+
+SIZES = {"tiny": 40, "full": 400}
+CONCURRENCY = 4
+GOAL = 0.8
+
+
+def stored(database_url: str, run_ids: list[uuid.UUID]) -> int:
+    with sessions(database_url)() as session:
+        return int(session.scalar(select(func.count()).where(CheckRunRow.run_id.in_(run_ids))) or 0)
+
+
+def synmon_rate(count: int, url: str) -> float:
+    folder = Path(tempfile.mkdtemp(prefix="synmon-bench-"))
+    port = url.split(":")[2].split("/", maxsplit=1)[0]
+    env = {"SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}", "SYNMON_LOG_LEVEL": "WARNING"}
+    with running_pipeline(
+        folder, env, [("eu-west-1", "http", CONCURRENCY)], beat=False
+    ) as pipeline:
+        pipeline.sync(
+            {
+                "checks": [
+                    {
+                        "id": "e2e",
+                        "type": "http",
+                        "frequency": "24h",
+                        "locations": ["eu-west-1"],
+                        "request": {"url": url},
+                    }
+                ]
+            }
+        )
+        definition = pipeline.definition("e2e")
+        warm = [
+            RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC))
+            for _ in range(CONCURRENCY)
+        ]
+        BatchSender(pipeline.settings).send(
+            [run_request_message(r, pipeline.settings) for r in warm]
+        )
+        wait_until(
+            lambda: stored(pipeline.settings.database_url, [r.run_id for r in warm]) == len(warm),
+            60,
+        )
+        requests = [
+            RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC))
+            for _ in range(count)
+        ]
+        started = time.perf_counter()
+        BatchSender(pipeline.settings).send(
+            [run_request_message(r, pipeline.settings) for r in requests]
+        )
+        ids = [r.run_id for r in requests]
+        wait_until(
+            lambda: stored(pipeline.settings.database_url, ids) >= count,
+            170,
+            0.05,
+            "results stored",
+        )
+        seconds = time.perf_counter() - started
+        time.sleep(1)
+        if stored(pipeline.settings.database_url, ids) != count:
+            raise WrongResult(
+                f"{stored(pipeline.settings.database_url, ids)} results for {count} runs"
+            )
+        rows = pipeline.rows(check_id="e2e")
+        if any(r.status != "passed" for r in rows):
+            raise WrongResult("a benchmark run did not pass")
+        return count / seconds
+
+
+def trivial_rate(count: int) -> float:
+    from tests.support.processes import moto_server
+
+    with moto_server() as moto:
+        from config.settings import load_settings
+
+        settings = load_settings({"SYNMON_SQS_ENDPOINT": moto.endpoint})
+        queue = "trivial"
+        url = client(settings).create_queue(QueueName=queue)["QueueUrl"]
+        env = {
+            **__import__("os").environ,
+            "TRIVIAL_QUEUE": queue,
+            "TRIVIAL_QUEUE_URL": url,
+            "TRIVIAL_BROKER": f"sqs://test:test@127.0.0.1:{moto.port}",
+        }
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.trivial_celery",
+                "worker",
+                "-c",
+                str(CONCURRENCY),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "error",
+                "-O",
+                "fair",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        sender = BatchSender(settings)
+        sender.urls._urls[queue] = url
+
+        def pending() -> int:
+            attributes = client(settings).get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            return int(attributes["ApproximateNumberOfMessages"]) + int(
+                attributes["ApproximateNumberOfMessagesNotVisible"]
+            )
+
+        try:
+
+            def send(n: int) -> None:
+                sender.send(
+                    [
+                        Outgoing(
+                            queue, celery_task_body("trivial.noop", json.dumps({"n": i}), queue)
+                        )
+                        for i in range(n)
+                    ]
+                )
+
+            send(CONCURRENCY)
+            wait_until(lambda: pending() == 0, 60, 0.1, "trivial warm-up")
+            started = time.perf_counter()
+            send(count)
+            time.sleep(0.2)
+            wait_until(lambda: pending() == 0, 170, 0.05, "trivial tasks done")
+            return count / (time.perf_counter() - started)
+        finally:
+            kill_group(worker)
+
+
+def run(size: Size) -> list[Figure]:
+    count = SIZES[size]
+    with target() as url:
+        synmon = synmon_rate(count, url)
+    trivial = trivial_rate(count)
+    ratio = synmon / trivial
+    return [
+        Figure(
+            "end-to-end",
+            f"{count} runs to stored results, {CONCURRENCY} processes",
+            "runs/s",
+            synmon,
+            trivial,
+            "no-op Celery tasks through the same moto endpoint, same pool and polling",
+            goal=f">= {GOAL} of the trivial rate",
+            met=ratio >= GOAL if size == "full" else None,
+            notes=[
+                "synmon's path has one more queue hop (results) and the database; moto sets the pace"
+            ],
+        )
+    ]

@@ -1,0 +1,264 @@
+"""Memory: peak resident set of an idle and a busy HTTP worker (main process and pool),
+and of a browser worker with its Chromium, next to a bare Celery worker with a no-op
+task and the same pool, and a bare Chromium with one page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import pyppeteer
+
+from app.dispatch import run_request_message
+from app.messages import RunRequest
+from app.sqs import BatchSender, client
+from bench.browser import launch_options
+from bench.common import Figure, Size, WrongResult
+from bench.http_executor import target
+from tests.support.pages import PageServer
+from tests.support.pipeline import running_pipeline
+from tests.support.processes import ROOT, kill_group, moto_server, wait_until
+from tests.support.servers import serving
+
+SIZES = {"tiny": 20, "full": 300}
+MIB = 2**20
+
+
+def tree_rss(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += process.memory_info().rss
+    return total / MIB
+
+
+class Peak:
+    """Samples a process tree's RSS in the background; keeps the highest."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self.stop = pid, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            self.stop.wait(0.05)
+
+    def __enter__(self) -> Peak:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def worker_pid(pipeline: object, prefix: str) -> int:
+    for name, process in pipeline.synmon.processes:  # type: ignore[attr-defined]
+        if name.startswith(prefix):
+            return int(process.pid)
+    raise LookupError(prefix)
+
+
+def http_worker(count: int) -> tuple[float, float]:
+    with target() as url:
+        port = url.split(":")[2].split("/", maxsplit=1)[0]
+        folder = Path(tempfile.mkdtemp(prefix="synmon-bench-"))
+        with running_pipeline(
+            folder,
+            {"SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}", "SYNMON_LOG_LEVEL": "WARNING"},
+            [("eu-west-1", "http", 4)],
+            beat=False,
+        ) as pipeline:
+            pid = worker_pid(pipeline, "worker")
+            wait_until(
+                lambda: (
+                    "ready" in pipeline.synmon.log("worker-eu-west-1-http")
+                    or len(psutil.Process(pid).children()) == 4
+                ),
+                60,
+            )
+            time.sleep(3)
+            idle = tree_rss(pid)
+            pipeline.sync(
+                {
+                    "checks": [
+                        {
+                            "id": "m",
+                            "type": "http",
+                            "frequency": "24h",
+                            "locations": ["eu-west-1"],
+                            "request": {"url": url},
+                        }
+                    ]
+                }
+            )
+            definition = pipeline.definition("m")
+            requests = [
+                RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC))
+                for _ in range(count)
+            ]
+            with Peak(pid) as peak:
+                BatchSender(pipeline.settings).send(
+                    [run_request_message(r, pipeline.settings) for r in requests]
+                )
+                wait_until(
+                    lambda: len(pipeline.rows(check_id="m")) >= count, 170, 0.2, "busy worker done"
+                )
+            if len(pipeline.rows(check_id="m")) != count:
+                raise WrongResult("the busy worker's runs were not all stored once")
+            return idle, peak.peak
+
+
+def bare_celery_worker() -> float:
+    with moto_server() as moto:
+        from config.settings import load_settings
+
+        settings = load_settings({"SYNMON_SQS_ENDPOINT": moto.endpoint})
+        url = client(settings).create_queue(QueueName="trivial")["QueueUrl"]
+        env = {
+            **os.environ,
+            "TRIVIAL_QUEUE": "trivial",
+            "TRIVIAL_QUEUE_URL": url,
+            "TRIVIAL_BROKER": f"sqs://test:test@127.0.0.1:{moto.port}",
+        }
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.trivial_celery",
+                "worker",
+                "-c",
+                "4",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "error",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_until(lambda: len(psutil.Process(worker.pid).children()) == 4, 60)
+            time.sleep(3)
+            return tree_rss(worker.pid)
+        finally:
+            kill_group(worker)
+
+
+def browser_worker() -> float:
+    with serving(PageServer()) as site:
+        folder = Path(tempfile.mkdtemp(prefix="synmon-bench-"))
+        with running_pipeline(
+            folder,
+            {"SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{site.port}", "SYNMON_LOG_LEVEL": "WARNING"},
+            [("eu-west-1", "browser", 1)],
+            beat=False,
+        ) as pipeline:
+            pid = worker_pid(pipeline, "worker")
+            pipeline.sync(
+                {
+                    "checks": [
+                        {
+                            "id": "b",
+                            "type": "browser",
+                            "frequency": "24h",
+                            "locations": ["eu-west-1"],
+                            "browser": {
+                                "steps": [{"goto": site.url("/login")}, {"screenshot": "s"}]
+                            },
+                        }
+                    ]
+                }
+            )
+            definition = pipeline.definition("b")
+            with Peak(pid) as peak:
+                requests = [
+                    RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC))
+                    for _ in range(5)
+                ]
+                BatchSender(pipeline.settings).send(
+                    [run_request_message(r, pipeline.settings) for r in requests]
+                )
+                wait_until(
+                    lambda: len(pipeline.rows(check_id="b")) >= 5, 120, 0.2, "browser runs stored"
+                )
+            if any(r.status != "passed" for r in pipeline.rows(check_id="b")):
+                raise WrongResult("a browser run failed")
+            return peak.peak
+
+
+def bare_chromium() -> float:
+    async def measure() -> float:
+        browser = await pyppeteer.launch(**launch_options())
+        try:
+            with serving(PageServer()) as site:
+                page = await browser.newPage()
+                await page.goto(site.url("/login"))
+                await page.screenshot()
+                return tree_rss(browser.process.pid)
+        finally:
+            await browser.close()
+
+    return asyncio.new_event_loop().run_until_complete(measure())
+
+
+def run(size: Size) -> list[Figure]:
+    idle, busy = http_worker(SIZES[size])
+    bare = bare_celery_worker()
+    browser = browser_worker()
+    chromium = bare_chromium()
+    notes = ["RSS summed over the process tree (shared pages count in each process)"]
+    figures = [
+        Figure(
+            "memory",
+            "HTTP worker, 4 processes, idle",
+            "MiB",
+            idle,
+            bare,
+            "bare Celery worker, no-op task, 4 processes, idle",
+            better="lower",
+            notes=notes,
+        ),
+        Figure(
+            "memory",
+            "HTTP worker, 4 processes, busy (peak)",
+            "MiB",
+            busy,
+            idle,
+            "the same worker idle",
+            better="lower",
+        ),
+        Figure(
+            "memory",
+            "browser worker + its Chromium (peak)",
+            "MiB",
+            browser,
+            chromium,
+            "bare Chromium with one page open",
+            better="lower",
+            notes=["includes the worker's main process, its pool process and the guard proxy"],
+        ),
+    ]
+    return figures
