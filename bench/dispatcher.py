@@ -210,17 +210,25 @@ def run(size: Size) -> list[Figure]:
         interval = settings.dispatch_interval
         time.sleep(max(0.0, (base - datetime.now(UTC)).total_seconds()))
         deadline = time.monotonic() + steady_seconds
+        last_tick = base
         while time.monotonic() < deadline:
             tick = time.monotonic()
-            result = dispatch_due(factory, settings, lambda messages: None)
+            last_tick = datetime.now(UTC)
+            result = dispatch_due(
+                factory, settings, lambda messages: None, now=lambda tick_now=last_tick: tick_now
+            )
             lags.extend(r.lag_s for r in result.runs)
             dispatched += len(result.runs)
             time.sleep(max(0.0, interval - (time.monotonic() - tick)))
-        expected = count * (datetime.now(UTC) - base).total_seconds() / FREQUENCY
-        if not 0.9 * expected - 10 <= dispatched <= 1.1 * expected + 10:
-            raise WrongResult(
-                f"dispatched {dispatched} runs in {steady_seconds:g}s, expected about {expected:.0f}"
-            )
+        # Exactly the slots in (base, last tick]: one per check, the window being shorter
+        # than the period.
+        expected = sum(
+            1
+            for i in range(count)
+            if first_run_after(f"check-{i:06d}", FREQUENCY, base) <= last_tick
+        )
+        if dispatched != expected:
+            raise WrongResult(f"dispatched {dispatched} runs, but {expected} slots came due")
         p99 = percentile(lags, 0.99)
         figures.append(
             Figure(

@@ -4,6 +4,7 @@ them in full, `make bench`, never by a test.)"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,5 +61,6 @@ def test_a_wrong_result_fails_the_run(tmp_path: Path) -> None:
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 1 and "WRONG RESULT in dispatcher: lost 3 runs" in result.stderr
