@@ -13,8 +13,6 @@ from app.storage.db import sessions
 from app.storage.models import CheckRunRow
 from tests.support.processes import Synmon
 
-NOW = datetime.now(UTC)
-
 
 def add_runs(
     database_url: str,
@@ -27,7 +25,7 @@ def add_runs(
     with sessions(database_url).begin() as session:
         for duration in durations:
             run_id = uuid.uuid4()
-            started = NOW - age
+            started = datetime.now(UTC) - age
             session.add(
                 CheckRunRow(
                     run_id=run_id,

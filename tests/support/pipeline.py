@@ -71,7 +71,6 @@ def running_pipeline(
             "SYNMON_SQS_ENDPOINT": moto.endpoint,
             "SYNMON_LOCATIONS": "eu-west-1",
             "SYNMON_DATA_DIR": str(folder),
-            "SYNMON_DISPATCH_INTERVAL": "1",
             "SYNMON_LOG_FORMAT": "json",
             **env,
         }
