@@ -315,3 +315,48 @@ def test_recycling_and_closing_leave_no_chromium_behind(site: PageServer, tmp_pa
         if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE
     ]
     assert left == []
+
+
+def test_screenshots_go_to_s3_by_key_not_into_the_message(site: PageServer, tmp_path: Path) -> None:
+    import boto3
+
+    from app.messages import result_body
+    from tests.support.processes import moto_server
+
+    with moto_server() as moto:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=moto.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+        s3.create_bucket(Bucket="synmon-artifacts")
+        settings = make_settings(
+            SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{site.port}",
+            SYNMON_DATA_DIR=str(tmp_path),
+            SYNMON_ARTIFACTS_URL="s3://synmon-artifacts/screens",
+            SYNMON_S3_ENDPOINT=moto.endpoint,
+        )
+        browser_host = BrowserHost(settings)
+        try:
+            result = run(
+                browser_host,
+                [
+                    {"goto": site.url("/login")},
+                    {"screenshot": "login"},
+                    {"click": {"selector": "#missing", "timeout": "500ms"}},
+                ],
+            )
+        finally:
+            browser_host.close()
+        assert result.status == "failed"
+        assert [a["name"] for a in result.artifacts] == ["login", "failure"]
+        for artifact in result.artifacts:
+            assert artifact["url"] == f"s3://synmon-artifacts/screens/{artifact['key']}"
+            body = s3.get_object(Bucket="synmon-artifacts", Key=f"screens/{artifact['key']}")[
+                "Body"
+            ].read()
+            assert body[:8] == b"\x89PNG\r\n\x1a\n" and len(body) == artifact["bytes"]
+        message = result_body(result, 2)
+        assert len(message) < 8 * 1024 and "iVBOR" not in message  # a key, no image inside
