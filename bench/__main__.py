@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,16 +51,22 @@ def main(argv: list[str]) -> int:
     figures: list[Figure] = []
     timings: dict[str, float] = {}
     failed: list[str] = []
-    for name in args.names or BENCHMARKS:
-        module = importlib.import_module(f"bench.{name}")
-        print(f"running {name} ({args.size}) ...", file=sys.stderr, flush=True)
-        started = time.monotonic()
+    # Every scratch folder (profiles, data directories) goes here, and goes with it.
+    with tempfile.TemporaryDirectory(prefix="synmon-bench-", ignore_cleanup_errors=True) as scratch:
+        tempfile.tempdir = scratch
         try:
-            figures.extend(module.run(args.size))
-        except WrongResult as exc:
-            failed.append(f"{name}: {exc}")
-            print(f"WRONG RESULT in {name}: {exc}", file=sys.stderr)
-        timings[name] = round(time.monotonic() - started, 1)
+            for name in args.names or BENCHMARKS:
+                module = importlib.import_module(f"bench.{name}")
+                print(f"running {name} ({args.size}) ...", file=sys.stderr, flush=True)
+                started = time.monotonic()
+                try:
+                    figures.extend(module.run(args.size))
+                except WrongResult as exc:
+                    failed.append(f"{name}: {exc}")
+                    print(f"WRONG RESULT in {name}: {exc}", file=sys.stderr)
+                timings[name] = round(time.monotonic() - started, 1)
+        finally:
+            tempfile.tempdir = None
     print(table(figures))
     print(f"\nmachine: {machine()}; seconds per benchmark: {timings}")
     if args.json:

@@ -120,6 +120,24 @@ def synmon_runs(url: str, port: int, runs: int) -> list[float]:
         host.close()
 
 
+def wait_for_bench_chromium_to_exit(timeout: float = 15.0) -> None:
+    """pyppeteer's close() returns before every Chromium helper has gone."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if any("bench-chromium-" in part for part in (p.info.get("cmdline") or []))
+        ]
+        if not alive:
+            return
+        time.sleep(0.2)
+    for process in alive:
+        process.kill()
+
+
 def run(size: Size) -> list[Figure]:
     runs = SIZES[size]
     with serving(PageServer()) as server:
@@ -129,6 +147,7 @@ def run(size: Size) -> list[Figure]:
         synmon = synmon_runs(url, server.port, runs)
         fresh = loop.run_until_complete(browser_per_run(url, max(3, runs // 3)))
         # Not closed: pyppeteer's launcher uses this loop again at exit, to kill Chromium.
+    wait_for_bench_chromium_to_exit()
     synmon_ms, bare_ms, fresh_ms = (1000 * statistics.median(v) for v in (synmon, bare, fresh))
     return [
         Figure(

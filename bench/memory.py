@@ -22,7 +22,7 @@ import pyppeteer
 from app.dispatch import run_request_message
 from app.messages import RunRequest
 from app.sqs import BatchSender, client
-from bench.browser import launch_options
+from bench.browser import launch_options, wait_for_bench_chromium_to_exit
 from bench.common import Figure, Size, WrongResult
 from bench.http_executor import target
 from tests.support.pages import PageServer
@@ -221,7 +221,9 @@ def bare_chromium() -> float:
         finally:
             await browser.close()
 
-    return asyncio.new_event_loop().run_until_complete(measure())
+    rss = asyncio.new_event_loop().run_until_complete(measure())
+    wait_for_bench_chromium_to_exit()
+    return rss
 
 
 def run(size: Size) -> list[Figure]:
