@@ -27,13 +27,24 @@ REGION, CENTRAL = TERRAFORM / "modules" / "region", TERRAFORM / "modules" / "cen
 CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
 
 
+def unquote(text: str) -> str:
+    """python-hcl2 8 keeps the quotes of string literals and labels; expressions are ${...}."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1].replace('\\"', '"')
+    return text
+
+
 def clean(value: Any) -> Any:
-    """python-hcl2 wraps every value in a list and adds line numbers; unwrap and drop them."""
+    """Labels and strings unquoted, python-hcl2's own keys (__is_block__, __comments__)
+    dropped, and a block that appears once (lifecycle, metadata_options) unwrapped."""
     if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items() if not k.startswith("__")}
+        return {unquote(k): clean(v) for k, v in value.items() if not k.startswith("__")}
     if isinstance(value, list):
-        items = [clean(v) for v in value]
-        return items[0] if len(items) == 1 else items
+        if len(value) == 1 and isinstance(value[0], dict) and value[0].get("__is_block__"):
+            return clean(value[0])
+        return [clean(v) for v in value]
+    if isinstance(value, str):
+        return unquote(value)
     return value
 
 
@@ -47,7 +58,11 @@ def module(path: Path) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for file in sorted(path.glob("*.tf")):
         with file.open() as handle:
-            document = {block: as_list(clean(items)) for block, items in hcl2.load(handle).items()}
+            document = {
+                block: as_list(clean(items))
+                for block, items in hcl2.load(handle).items()
+                if not block.startswith("__")
+            }
         for block, items in document.items():
             for item in items:
                 if block in ("resource", "data"):
@@ -136,7 +151,8 @@ def test_instances_are_replaced_create_before_destroy_after_a_readiness_check() 
     for path, name in ((REGION, "worker"), (CENTRAL, "control")):
         instance = resources(path, "aws_instance")[name]
         assert instance["lifecycle"]["create_before_destroy"] is True
-        inline = str(instance["provisioner"]["remote-exec"]["inline"])
+        (provisioner,) = as_list(instance["provisioner"])
+        inline = str(provisioner["remote-exec"]["inline"])
         assert "synmon health" in inline and "timeout" in inline
         assert instance["metadata_options"]["http_tokens"] == "required"
     template = (REGION / "user_data.sh.tftpl").read_text()
@@ -203,8 +219,8 @@ def test_no_iam_wildcard_actions_and_least_privilege_workers() -> None:
         "sqs:SendMessage",
         "sqs:GetQueueUrl",
     }
-    assert worker["PublishResults"]["resources"] == "${var.results_queue_arn}"
-    assert worker["StoreScreenshots"]["actions"] == "s3:PutObject"
+    assert worker["PublishResults"]["resources"] == ["${var.results_queue_arn}"]
+    assert worker["StoreScreenshots"]["actions"] == ["s3:PutObject"]
 
 
 def test_environments_compose_the_modules() -> None:
@@ -390,5 +406,5 @@ def test_user_data_templates_get_every_value_they_use(folder: Path) -> None:
     loop_variables = {"kind", "count", "index"}
     used = set(re.findall(r"\$\{(\w+)\}", template)) - loop_variables
     (instance,) = resources(folder, "aws_instance").values()
-    given = set(re.findall(r"'(\w+)':", str(instance["user_data"])))
+    given = set(re.findall(r"[{,]\s*'?(\w+)'?\s*[:=]", str(instance["user_data"])))
     assert used and used <= given, used - given
