@@ -1,0 +1,99 @@
+"""The status page and JSON API, served for real and read over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from app.checks.loader import load_text
+from app.checks.sync import sync
+from app.storage.db import sessions
+from app.storage.models import CheckRunRow
+from app.web import StatusApp, serve
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def site(database_url: str) -> Iterator[str]:
+    settings = make_settings(SYNMON_DATABASE_URL=database_url)
+    with sessions(database_url)() as session:
+        sync(
+            session,
+            load_text(
+                yaml.safe_dump(
+                    {
+                        "checks": [
+                            {
+                                "id": "shop-home",
+                                "name": "Shop <home>",
+                                "type": "http",
+                                "request": {"url": "https://shop.example"},
+                            },
+                        ]
+                    }
+                ),
+                "c.yaml",
+                settings,
+            ),
+        )
+    now = datetime.now(UTC)
+    run_id = uuid.uuid4()
+    with sessions(database_url).begin() as session:
+        session.add(
+            CheckRunRow(
+                run_id=run_id,
+                root_run_id=run_id,
+                check_id="shop-home",
+                location="eu-west-1",
+                kind="http",
+                status="failed",
+                attempt=1,
+                deliveries=1,
+                final=True,
+                scheduled_at=now,
+                started_at=now,
+                finished_at=now,
+                duration_ms=42.0,
+                timings={"dns_ms": 1.0},
+                assertions=[],
+                error="boom <b>",
+                response={"status_code": 500},
+                artifacts=[],
+                worker_version="t",
+                worker_host="h",
+                message_version=2,
+            )
+        )
+    server, _ = serve(StatusApp(settings, lambda: b"synmon_up 1\n"), "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_pages_and_api(site: str, tmp_path: Path) -> None:
+    page = requests.get(site + "/", timeout=10)
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    assert "Shop &lt;home&gt;" in page.text and "boom &lt;b&gt;" in page.text  # escaped
+    (check,) = requests.get(site + "/api/checks", timeout=10).json()
+    assert (
+        check["id"] == "shop-home"
+        and check["state"] == "unknown"
+        and check["locations"] == ["eu-west-1", "us-east-1"]
+    )
+    runs = requests.get(site + "/api/checks/shop-home/runs?since=1h", timeout=10).json()
+    assert [r["status"] for r in runs] == ["failed"] and runs[0]["timings"] == {"dns_ms": 1.0}
+    assert (
+        requests.get(site + "/api/runs?since=1h&limit=5", timeout=10).json()[0]["error"]
+        == "boom <b>"
+    )
+    assert requests.get(site + "/api/runs?since=soon", timeout=10).status_code == 400
+    assert requests.get(site + "/healthz", timeout=10).json() == {"ok": True}
+    assert requests.get(site + "/metrics", timeout=10).text == "synmon_up 1\n"
+    assert requests.get(site + "/nope", timeout=10).status_code == 404
