@@ -15,9 +15,9 @@ from config.settings import Settings
 
 
 class ArtifactStore(Protocol):
-    def put(self, key: str, data: bytes, content_type: str) -> str: ...
-
-    def get(self, key: str) -> bytes: ...
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Store ``data`` under ``key``; the artifact's URL."""
+        ...
 
 
 class FolderStore:
@@ -29,9 +29,6 @@ class FolderStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return f"file://{path}"
-
-    def get(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
 
 
 class S3Store:
@@ -56,10 +53,6 @@ class S3Store:
             Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
         )
         return f"s3://{self.bucket}/{self._key(key)}"
-
-    def get(self, key: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        return body
 
 
 def store_for(settings: Settings) -> ArtifactStore:

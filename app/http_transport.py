@@ -53,10 +53,6 @@ class Probe:
 current_probe: ContextVar[Probe] = ContextVar("current_probe")
 
 
-class DnsError(OSError):
-    """The host name did not resolve."""
-
-
 class _GuardedConnectionMixin:
     host: str
     port: int

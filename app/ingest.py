@@ -332,14 +332,12 @@ class Ingestor:
         settings: Settings,
         session_factory: sessionmaker[Session],
         stop: threading.Event | None = None,
-        on_stored: Callable[[StoreReport], None] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = session_factory
         self.stop = stop or threading.Event()
         self.queue = queue_name(settings, "results")
         self.checks = CheckCache()
-        self.on_stored = on_stored
         self.last_success = time.monotonic()  # of a receive; for ``synmon health``
 
     def health(self) -> str:
@@ -453,8 +451,6 @@ class Ingestor:
             self._delete(good)
             record_stored(self.settings, report.stored)
             log.debug("stored %d result(s), %d duplicate(s)", report.inserted, report.duplicates)
-            if self.on_stored is not None:
-                self.on_stored(report)
         return len(messages)
 
     def run_forever(self) -> None:

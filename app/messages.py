@@ -466,7 +466,3 @@ def parse_body(body: str | bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MessageError(f"not JSON: {exc}") from None
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

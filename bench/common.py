@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -41,23 +37,6 @@ class Figure:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ratio": None if self.ratio is None else round(self.ratio, 3)}
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    position = (len(ordered) - 1) * fraction
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-@contextmanager
-def stopwatch() -> Iterator[Callable[[], float]]:
-    started = time.perf_counter()
-    elapsed: list[float] = []
-    yield lambda: elapsed[0] if elapsed else time.perf_counter() - started
-    elapsed.append(time.perf_counter() - started)
 
 
 def table(figures: list[Figure]) -> str:

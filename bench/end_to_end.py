@@ -105,9 +105,9 @@ def trivial_rate(count: int) -> float:
         url = client(settings).create_queue(QueueName=queue)["QueueUrl"]
         env = {
             **__import__("os").environ,
-            "TRIVIAL_QUEUE": queue,
-            "TRIVIAL_QUEUE_URL": url,
-            "TRIVIAL_BROKER": f"sqs://test:test@127.0.0.1:{moto.port}",
+            "PLAIN_QUEUE": queue,
+            "PLAIN_QUEUE_URL": url,
+            "PLAIN_BROKER": f"sqs://test:test@127.0.0.1:{moto.port}",
         }
         worker = subprocess.Popen(
             [
@@ -115,7 +115,7 @@ def trivial_rate(count: int) -> float:
                 "-m",
                 "celery",
                 "-A",
-                "bench.trivial_celery",
+                "tests.support.plain_celery",
                 "worker",
                 "-c",
                 str(CONCURRENCY),

@@ -133,9 +133,9 @@ def bare_celery_worker() -> float:
         url = client(settings).create_queue(QueueName="trivial")["QueueUrl"]
         env = {
             **os.environ,
-            "TRIVIAL_QUEUE": "trivial",
-            "TRIVIAL_QUEUE_URL": url,
-            "TRIVIAL_BROKER": f"sqs://test:test@127.0.0.1:{moto.port}",
+            "PLAIN_QUEUE": "trivial",
+            "PLAIN_QUEUE_URL": url,
+            "PLAIN_BROKER": f"sqs://test:test@127.0.0.1:{moto.port}",
         }
         worker = subprocess.Popen(
             [
@@ -143,7 +143,7 @@ def bare_celery_worker() -> float:
                 "-m",
                 "celery",
                 "-A",
-                "bench.trivial_celery",
+                "tests.support.plain_celery",
                 "worker",
                 "-c",
                 "4",

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from config.queues import KINDS, queue_name, queue_region
+from config.queues import queue_name, queue_region
 from config.settings import Settings
 
 RUN_TASKS = {"http": "synmon.run_http", "browser": "synmon.run_browser"}
@@ -118,7 +118,3 @@ def celery_config(settings: Settings, queue_urls: Mapping[str, str]) -> dict[str
         },
         "worker_consumer": "app.worker:SynmonConsumer",
     }
-
-
-def run_queue_names(settings: Settings, location: str, kinds: tuple[str, ...] = KINDS) -> list[str]:
-    return [queue_name(settings, "run", location, kind) for kind in kinds]  # type: ignore[arg-type]

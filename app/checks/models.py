@@ -524,8 +524,3 @@ class Channel(Strict):
             if self.url:
                 raise ValueError("an email channel takes no url")
         return self
-
-
-class DefinitionFile(Strict):
-    channels: list[dict[str, Any]] = Field(default_factory=list)
-    checks: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,5 +1,6 @@
-"""A plain Celery app, with none of synmon's code, to prove that batched messages are
-ordinary Celery task messages. Configured from the environment by the test."""
+"""A plain Celery app, with none of synmon's code, configured from the environment:
+it proves that batched messages are ordinary Celery task messages (tests), and is the
+trivial-task baseline of the benchmarks."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ app.conf.update(
         "polling_interval": 0.1,
     },
     task_default_queue=QUEUE,
+    # The same delivery settings as synmon's workers, so that the baseline is fair.
+    task_acks_late=True,
+    worker_prefetch_multiplier=1,
     worker_enable_remote_control=False,
     accept_content=["json"],
 )
@@ -35,5 +39,11 @@ app.conf.update(
 
 @app.task(name="synmon.run_http")
 def run_http(request: dict[str, Any]) -> None:
+    """Records what it was given, to PLAIN_OUT."""
     with Path(os.environ["PLAIN_OUT"]).open("a") as out:
         out.write(json.dumps(request) + "\n")
+
+
+@app.task(name="trivial.noop")
+def noop(argument: object) -> None:
+    return None
