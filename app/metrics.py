@@ -35,10 +35,6 @@ LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 def prepare_process(settings: Settings) -> None:
     """Call before anything imports prometheus_client: it reads its multiprocess folder
     once, on import (and Celery's CLI imports Flower, which imports it)."""
-    _prepare(settings)
-
-
-def _prepare(settings: Settings) -> None:
     if settings.metrics_dir is not None:
         settings.metrics_dir.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.metrics_dir))
@@ -59,7 +55,7 @@ _instruments: Instruments | None = None
 def instruments(settings: Settings) -> Instruments:
     global _instruments  # noqa: PLW0603 - metric objects are process-wide by nature
     if _instruments is None:
-        _prepare(settings)
+        prepare_process(settings)
         from prometheus_client import Counter, Histogram
 
         _instruments = Instruments(
@@ -132,7 +128,7 @@ def serve_process_metrics(settings: Settings) -> None:
 def _registry(settings: Settings) -> Any:
     if settings.metrics_dir is None:
         return None
-    _prepare(settings)
+    prepare_process(settings)
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -209,7 +205,7 @@ class Metrics:
     """What the status page's ``/metrics`` serves."""
 
     def __init__(self, settings: Settings, queues: bool = True) -> None:
-        _prepare(settings)
+        prepare_process(settings)
         from prometheus_client import CollectorRegistry
 
         self.registry = _registry(settings) or CollectorRegistry()

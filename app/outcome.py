@@ -10,7 +10,7 @@ from typing import Any
 
 from app.checks.models import Check
 from app.messages import RunRequest, RunResult, Status
-from app.redact import Redactor
+from app.redact import redactor_for
 from config.settings import Settings
 
 # Why a check failed; retries with ``network_only`` happen for the first two only.
@@ -101,12 +101,12 @@ def to_result(
         message_version=settings.message_version,
         trigger=request.trigger,
     )
-    return redact_result(result, [*settings.variables.values(), *(secrets or ())])
+    return redact_result(result, frozenset([*settings.variables.values(), *(secrets or ())]))
 
 
-def redact_result(result: RunResult, secrets: list[str]) -> RunResult:
+def redact_result(result: RunResult, secrets: frozenset[str]) -> RunResult:
     """Remove every secret value from the parts of a result that echo the target."""
-    redactor = Redactor(secrets)
+    redactor = redactor_for(secrets)
     if not redactor.active:
         return result
     result.error = redactor.value(result.error)

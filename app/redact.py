@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -49,3 +50,9 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+@lru_cache(maxsize=1024)
+def redactor_for(secrets: frozenset[str]) -> Redactor:
+    """A compiled redactor per set of secrets: runs of the same check reuse theirs."""
+    return Redactor(secrets)
