@@ -83,14 +83,15 @@ def test_a_login_flow_with_a_form_and_navigation(host: BrowserHost, site: PageSe
             {"assert_title": {"contains": "Dashboard"}},
             {"assert_url": {"matches": "/dashboard\\?user=ada"}},
             {"assert_hidden": "#menu"},
-            {"click": "#toggle"},
+            {"hover": "#toggle"},
+            {"press": {"key": "Enter", "selector": "#toggle"}},
             {"assert_visible": "#menu"},
             {"evaluate": "document.querySelectorAll('.item').length === 2"},
             {"screenshot": "dashboard"},
         ],
     )
     assert result.status == "passed", result.error
-    assert steps_passed(result) == [True] * 15
+    assert steps_passed(result) == [True] * 16
     assert all(o["duration_ms"] >= 0 for o in result.assertions)
     assert result.response["title"] == "Dashboard - Acme"
     (shot,) = result.artifacts
@@ -288,6 +289,32 @@ def test_chromium_killed_mid_run_then_the_next_run_succeeds(
     assert again.status == "passed", again.error
     assert host.chromium is not victim
     assert not [p for p in victim.tree() if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_hung_chromium_is_replaced(
+    host: BrowserHost, site: PageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser that stops answering fails the job (so SQS delivers the run again) and is
+    replaced; the next run gets a new, answering one."""
+    import os
+    import signal
+
+    from app.browser import pool
+    from app.browser.pool import BrowserUnavailable
+
+    monkeypatch.setattr(pool, "CONTROL_TIMEOUT", 2.0)
+    host.ensure()
+    assert host.chromium is not None
+    hung = host.chromium
+    os.kill(hung.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(BrowserUnavailable, match="did not open a context"):
+            run(host, [{"goto": site.url("/trivial")}])
+    finally:
+        for process in hung.tree():
+            process.kill()
+    assert run(host, [{"goto": site.url("/trivial")}, {"click": "#b"}]).status == "passed"
+    assert host.chromium is not None and host.chromium.pid != hung.pid
 
 
 def test_recycling_and_closing_leave_no_chromium_behind(site: PageServer, tmp_path: Path) -> None:

@@ -97,3 +97,56 @@ def test_events_follow_the_side_channel_and_remote_control_never_uses_sqs() -> N
     assert config["worker_enable_remote_control"] is False  # app/events.py answers instead
     assert config["worker_send_task_events"] is True
     assert celery_config(load_settings({}), {})["worker_send_task_events"] is False
+
+
+def test_regional_queues_live_in_their_locations_region() -> None:
+    from app.sqs import QueueUrls
+
+    settings = load_settings(
+        {
+            "SYNMON_ENV": "prod",
+            "SYNMON_DATABASE_URL": "postgresql://h/d",
+            "SYNMON_LOCATIONS": "eu-west-1,us-east-1",
+            "SYNMON_SQS_REGION": "eu-west-1",
+            "SYNMON_SQS_REGIONAL_QUEUES": "true",
+            "SYNMON_SQS_QUEUE_URL_PREFIX": "https://sqs.{region}.amazonaws.com/123456789012",
+        }
+    )
+    from config.queues import queue_region
+
+    run = queue_name(settings, "run", "us-east-1", "browser")
+    assert queue_region(settings, run) == "us-east-1"
+    assert queue_region(settings, run + "-dlq") == "us-east-1"
+    assert queue_region(settings, queue_name(settings, "results")) == "eu-west-1"
+    urls = QueueUrls(settings)  # from the prefix: no request to SQS
+    assert (
+        urls(run)
+        == "https://sqs.us-east-1.amazonaws.com/123456789012/synmon-prod-run-us-east-1-browser"
+    )
+    assert urls("synmon-prod-results").startswith("https://sqs.eu-west-1.amazonaws.com/")
+    config = celery_config(settings, {run: urls(run)})
+    assert config["broker_transport_options"]["predefined_queues"][run]["region"] == "us-east-1"
+    # One region per queue; without the setting everything is in SYNMON_SQS_REGION.
+    assert queue_region(settings.with_overrides(sqs_regional_queues=False), run) == "eu-west-1"
+    with pytest.raises(ConfigError, match="SYNMON_SQS_REGIONAL_QUEUES"):
+        load_settings(
+            {"SYNMON_SQS_REGIONAL_QUEUES": "true", "SYNMON_SQS_ENDPOINT": "http://127.0.0.1:1"}
+        )
+
+
+def test_a_command_stops_with_the_variable_at_fault() -> None:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "queues"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SYNMON_LOCATIONS": "Mars Base"},
+    )
+    assert result.returncode != 0
+    assert "configuration: SYNMON_LOCATIONS: 'Mars Base' is not a valid location" in result.stderr
+    assert "Traceback" not in result.stderr

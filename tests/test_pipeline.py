@@ -311,3 +311,26 @@ def test_batched_messages_are_plain_celery_task_messages(
         assert received == bodies
     finally:
         kill_group(worker)
+
+
+def test_run_and_runs_commands(pipeline: Pipeline, targets: Targets) -> None:
+    pipeline.sync(
+        {
+            "checks": [
+                http_check("cli-ok", targets.plain.url("/ok")),
+                http_check("cli-bad", targets.plain.url("/status/500")),
+            ]
+        }
+    )
+    ok = pipeline.synmon.command("run", "cli-ok", "--wait", "--timeout", "60")
+    assert (
+        ok.stdout.startswith("queued run ") and " cli-ok " in ok.stdout and " passed " in ok.stdout
+    )
+    bad = pipeline.synmon.command("run", "cli-bad", "--wait", "--timeout", "60", check=False)
+    assert bad.returncode == 1 and " failed " in bad.stdout and "actual: 500" in bad.stdout
+    missing = pipeline.synmon.command("run", "no-such-check", check=False)
+    assert missing.returncode != 0 and "no check 'no-such-check'" in missing.stderr
+    runs = json.loads(
+        pipeline.synmon.command("runs", "--check", "cli-bad", "--since", "5m", "--json").stdout
+    )
+    assert [r["status"] for r in runs] == ["failed"] and runs[0]["error_kind"] == "assertion"

@@ -168,3 +168,22 @@ def test_flower_lists_workers_and_tasks_and_counts_events(pipeline: Pipeline) ->
 def test_flower_refuses_to_start_without_auth(pipeline: Pipeline) -> None:
     result = pipeline.synmon.command("flower", env={"SYNMON_FLOWER_BASIC_AUTH": ""}, check=False)
     assert result.returncode != 0 and "SYNMON_FLOWER_BASIC_AUTH" in result.stderr
+
+
+def test_flower_listens_on_loopback_only(pipeline: Pipeline) -> None:
+    import psutil
+
+    wait_until(lambda: flower_up(pipeline), 60, 0.5, "Flower up")
+    port = int(pipeline.env["SYNMON_FLOWER_PORT"])
+    (_, flower_process), *_ = [p for p in pipeline.synmon.processes if p[0] == "flower"]
+    tree = [
+        psutil.Process(flower_process.pid),
+        *psutil.Process(flower_process.pid).children(recursive=True),
+    ]
+    listening = {
+        c.laddr.ip
+        for p in tree
+        for c in p.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+    assert listening == {"127.0.0.1"}
