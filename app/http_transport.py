@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any
 
+from cryptography import x509
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -112,8 +113,6 @@ class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
         sock: ssl.SSLSocket = self.sock
         der = sock.getpeercert(binary_form=True)
         if der:
-            from cryptography import x509
-
             probe.certificate_not_after = x509.load_der_x509_certificate(der).not_valid_after_utc
 
 

@@ -30,6 +30,7 @@ from app.messages import (
     RunRequest,
     RunResult,
     decode_result,
+    decode_run_request,
     encode_run_request,
     parse_body,
     retry_run_id,
@@ -300,8 +301,6 @@ def relay_outbox(
             return 0
         messages = []
         for row in rows:
-            from app.messages import decode_run_request
-
             request = decode_run_request(row.body)
             delay = max(0, round((row.not_before - now).total_seconds()))
             messages.append(run_request_message(request, settings, delay_seconds=delay))
