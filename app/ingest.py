@@ -39,21 +39,9 @@ from app.metrics import StoredRun, record_stored
 from app.retries import decide_retry
 from app.sqs import BatchSender, Outgoing, client_for, queue_urls
 from app.state import CheckState, apply_result
-from app.storage.bulk import (
-    as_uuid,
-    insert_ignoring_conflicts,
-    is_postgres,
-    lock_or_create,
-    table_of,
-    upsert,
-)
-from app.storage.models import (
-    CheckRow,
-    CheckRunRow,
-    CheckStateRow,
-    NotificationRow,
-    OutboxRow,
-)
+from app.state_store import lock_states, newest_final_runs, save_states
+from app.storage.bulk import as_uuid, insert_ignoring_conflicts, one_of, table_of
+from app.storage.models import CheckRow, CheckRunRow, NotificationRow, OutboxRow
 from config.queues import queue_name
 from config.settings import Settings
 
@@ -99,15 +87,27 @@ def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
 
 
 class CheckCache:
-    """Validated checks by (id, definition hash): parsing a definition costs more than a row."""
+    """Validated checks by (id, definition hash): parsing a definition costs more than a row.
+
+    Bounded at ``MAX_CHECKS`` (a validated check takes about 4 KB): past it, the oldest
+    tenth is forgotten, so a fleet larger than the bound still hits the cache for most
+    results instead of starting from empty.
+    """
+
+    MAX_CHECKS = 200_000
 
     def __init__(self) -> None:
         self._checks: dict[tuple[str, str], Check] = {}
 
+    def __len__(self) -> int:
+        return len(self._checks)
+
     def load(self, session: Session, check_ids: set[str]) -> dict[str, Check]:
         versions = dict(
             session.execute(
-                select(CheckRow.id, CheckRow.definition_hash).where(CheckRow.id.in_(check_ids))
+                select(CheckRow.id, CheckRow.definition_hash).where(
+                    one_of(session, CheckRow.id, list(check_ids))
+                )
             ).all()
         )
         missing = {
@@ -116,11 +116,13 @@ class CheckCache:
             if (check_id, digest) not in self._checks
         }
         if missing:
-            if len(self._checks) > 50_000:
-                self._checks.clear()
+            if len(self._checks) + len(missing) > self.MAX_CHECKS:
+                oldest = list(self._checks)[: len(missing) + self.MAX_CHECKS // 10]
+                for key in oldest:
+                    del self._checks[key]
             for check_id, digest, definition in session.execute(
                 select(CheckRow.id, CheckRow.definition_hash, CheckRow.definition).where(
-                    CheckRow.id.in_(missing)
+                    one_of(session, CheckRow.id, list(missing))
                 )
             ):
                 try:
@@ -134,32 +136,7 @@ class CheckCache:
         }
 
 
-STATE_TABLE = table_of(CheckStateRow)
 RUNS = table_of(CheckRunRow)
-
-
-def _lock_states(session: Session, check_ids: set[str], now: datetime) -> dict[str, CheckState]:
-    """The states of ``check_ids``, created if missing and locked for this transaction."""
-    if not check_ids:
-        return {}
-    if is_postgres(session):
-        # One statement: insert the missing rows, lock all of them (an upsert locks the
-        # rows it touches), and return their current values. In id order, so that two
-        # ingest processes never wait on each other in a cycle.
-        rows = lock_or_create(
-            session, STATE_TABLE, [CheckState(c).as_row(now) for c in sorted(check_ids)], "check_id"
-        )
-        return {row["check_id"]: CheckState.from_mapping(row) for row in rows}
-    insert_ignoring_conflicts(
-        session, STATE_TABLE, [CheckState(c).as_row(now) for c in sorted(check_ids)], ["check_id"]
-    )
-    query = select(STATE_TABLE).where(STATE_TABLE.c.check_id.in_(check_ids))
-    return {row.check_id: CheckState.from_row(row) for row in session.execute(query)}
-
-
-def _save_states(session: Session, states: list[CheckState], now: datetime) -> None:
-    """Write the moved states in one statement (an UPDATE per check cost a round trip each)."""
-    upsert(session, STATE_TABLE, [state.as_row(now) for state in states], ["check_id"])
 
 
 def _notification_payload(check: Check, result: RunResult, event: str) -> dict[str, Any]:
@@ -175,6 +152,83 @@ def _notification_payload(check: Check, result: RunResult, event: str) -> dict[s
         "error": result.error,
         "attempt": result.attempt,
     }
+
+
+@dataclass
+class _Guard:
+    """What deciding a check's state needs, gathered before this batch's runs are stored."""
+
+    states: dict[str, CheckState]  # locked until the transaction ends
+    # For the checks that a result of the batch could move: when their newest stored
+    # final run started (None if they have none).
+    newest: dict[str, datetime | None]
+
+
+def _guard(
+    session: Session, finals: list[RunResult], known: dict[str, Check], now: datetime
+) -> _Guard:
+    """Lock the states of the checks of ``finals`` and look up what could move them.
+
+    Before this batch's runs are inserted, so that the newest stored run is another
+    transaction's: every transaction takes the locks before it inserts its runs, so all
+    runs of these checks stored before ours are committed by now, and visible.
+    """
+    states = lock_states(session, {r.check_id for r in finals}, now)
+    # A result can move its check only if it would move the stored state on its own:
+    # until one does, the state stays as stored. Only those checks need the newest run.
+    movable = {r.check_id for r in finals if _moves(states[r.check_id], known.get(r.check_id), r)}
+    newest = newest_final_runs(session, movable)
+    return _Guard(states, {check_id: newest.get(check_id) for check_id in movable})
+
+
+def _move_states(
+    session: Session,
+    finals: list[RunResult],
+    guard: _Guard,
+    known: dict[str, Check],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Apply the final results (oldest first) to their checks' states; the notification
+    rows they cause. See app.state_store for why most results write nothing."""
+    notifications: list[dict[str, Any]] = []
+    moved: dict[str, CheckState] = {}
+    for result in finals:
+        if result.check_id not in guard.newest:
+            continue
+        state = guard.states[result.check_id]
+        bounds = (state.last_run_at, guard.newest[result.check_id])
+        if any(bound is not None and result.started_at < bound for bound in bounds):
+            continue  # a late result of an older run does not move the state back
+        definition = known.get(result.check_id)
+        before = state.verdict
+        events = apply_result(state, definition, result)
+        if state.verdict == before:
+            continue
+        moved[result.check_id] = state
+        for event in events:
+            assert definition is not None
+            for channel in event.channels:
+                notifications.append(
+                    {
+                        "check_id": result.check_id,
+                        "channel_id": channel,
+                        "event": event.kind,
+                        "run_id": result.run_id,
+                        "payload": _notification_payload(definition, result, event.kind),
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                )
+    save_states(session, moved.values(), now)
+    return notifications
+
+
+def _moves(state: CheckState, check: Check | None, result: RunResult) -> bool:
+    trial = state.copy()
+    apply_result(trial, check, result)
+    return trial.verdict != state.verdict
 
 
 def store_results(
@@ -198,6 +252,7 @@ def store_results(
         run_id: (decide_retry(known[r.check_id], r, now) if r.check_id in known else None)
         for run_id, r in unique.items()
     }
+    guard = _guard(session, [r for r in unique.values() if decisions[r.run_id] is None], known, now)
     rows = [run_row(r, decisions[run_id] is None, now) for run_id, r in unique.items()]
     inserted_ids = {
         as_uuid(run_id)
@@ -247,32 +302,7 @@ def store_results(
         report.retries = len(outbox)
 
     finals = [r for r in fresh if decisions[r.run_id] is None]
-    states = _lock_states(session, {r.check_id for r in finals}, now)
-    notifications: list[dict[str, Any]] = []
-    moved: dict[str, CheckState] = {}
-    for result in finals:
-        state = states[result.check_id]
-        if state.last_run_at is not None and result.started_at < state.last_run_at:
-            continue  # a late result of an older run does not move the state back
-        moved[result.check_id] = state
-        definition = known.get(result.check_id)
-        for event in apply_result(state, definition, result):
-            assert definition is not None
-            for channel in event.channels:
-                notifications.append(
-                    {
-                        "check_id": result.check_id,
-                        "channel_id": channel,
-                        "event": event.kind,
-                        "run_id": result.run_id,
-                        "payload": _notification_payload(definition, result, event.kind),
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    }
-                )
-    _save_states(session, list(moved.values()), now)
+    notifications = _move_states(session, finals, guard, known, now)
     if notifications:
         insert_ignoring_conflicts(
             session, table_of(NotificationRow), notifications, ["run_id", "channel_id", "event"]

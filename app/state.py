@@ -29,19 +29,13 @@ class CheckState:
     consecutive_failures: int = 0
     alerting: bool = False
 
-    @classmethod
-    def from_mapping(cls, row: dict[str, Any]) -> CheckState:
-        """From a row as JSON: ids and times come as text."""
-        state = cls(**{name: row[name] for name in STATE_FIELDS})
-        if isinstance(state.last_run_id, str):
-            state.last_run_id = uuid.UUID(state.last_run_id)
-        if isinstance(state.last_run_at, str):
-            state.last_run_at = datetime.fromisoformat(state.last_run_at)
-        return state
+    @property
+    def verdict(self) -> tuple[str, int, bool]:
+        """What a result can change that matters: a state is written only when this moves."""
+        return (self.status, self.consecutive_failures or 0, self.alerting)
 
-    @classmethod
-    def from_row(cls, row: Any) -> CheckState:
-        return cls(**{name: getattr(row, name) for name in STATE_FIELDS})
+    def copy(self) -> CheckState:
+        return CheckState(**vars(self))
 
     def as_row(self, updated_at: datetime) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in STATE_FIELDS}

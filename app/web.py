@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from app.checks.durations import parse_duration
 from app.storage.db import sessions
@@ -87,9 +87,17 @@ class StatusApp:
         return datetime.now(UTC) - timedelta(seconds=since), limit
 
     def checks(self) -> list[dict[str, Any]]:
+        # The state row names the run that last moved the state; the last run is newer
+        # whenever the check kept its state since, so it comes from the runs themselves.
+        last_run_at = (
+            select(func.max(CheckRunRow.started_at))
+            .where(CheckRunRow.check_id == CheckRow.id)
+            .correlate(CheckRow)
+            .scalar_subquery()
+        )
         with self.sessions() as session:
             rows = session.execute(
-                select(CheckRow, CheckStateRow)
+                select(CheckRow, CheckStateRow, last_run_at)
                 .outerjoin(CheckStateRow, CheckStateRow.check_id == CheckRow.id)
                 .order_by(CheckRow.id)
             ).all()
@@ -104,10 +112,10 @@ class StatusApp:
                 "next_run_at": check.next_run_at,
                 "state": state.status if state else "unknown",
                 "last_status": state.last_status if state else None,
-                "last_run_at": state.last_run_at if state else None,
+                "last_run_at": last_run_at,
                 "consecutive_failures": state.consecutive_failures if state else 0,
             }
-            for check, state in rows
+            for check, state, last_run_at in rows
         ]
 
     def runs(self, check_id: str | None, since: datetime, limit: int) -> list[dict[str, Any]]:

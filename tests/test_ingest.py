@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from tests.conftest import make_settings
 from tests.support.envelopes import run_request_of
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
 
 
 def definitions(retry: dict[str, Any] | None = None, alert: dict[str, Any] | None = None) -> str:
@@ -78,8 +80,18 @@ def result(status: str = "passed", started: datetime = NOW, **overrides: Any) ->
 
 
 def store(Session: Any, settings: Any, results: Sequence[RunResult], now: datetime = NOW) -> Any:
+    return store_with(Session, settings, results, CheckCache(), now)
+
+
+def store_with(
+    Session: Any,
+    settings: Any,
+    results: Sequence[RunResult],
+    cache: CheckCache,
+    now: datetime = NOW,
+) -> Any:
     with Session.begin() as session:
-        return store_results(session, results, settings, CheckCache(), now=now)
+        return store_results(session, results, settings, cache, now=now)
 
 
 def rows(Session: Any, model: type) -> list[Any]:
@@ -132,6 +144,85 @@ def test_a_late_result_does_not_move_the_state_back(database_url: str) -> None:
     (state,) = rows(Session, CheckStateRow)
     assert state.status == "passing" and state.consecutive_failures == 0
     assert len(rows(Session, CheckRunRow)) == 2
+
+
+def test_a_state_row_is_written_only_when_its_verdict_moves(database_url: str) -> None:
+    settings, Session = prepare(database_url, definitions())
+    first = result("passed", NOW)
+    store(Session, settings, [first], now=NOW)
+    store(Session, settings, [result("passed", NOW + timedelta(minutes=1))], now=NOW + MINUTE)
+    (state,) = rows(Session, CheckStateRow)
+    # The second pass changed nothing that matters: the row still names the first run.
+    assert (state.last_run_id, state.updated_at) == (first.run_id, NOW)
+    failure = result("failed", NOW + timedelta(minutes=2))
+    store(Session, settings, [failure], now=NOW + 2 * MINUTE)
+    (state,) = rows(Session, CheckStateRow)
+    assert (state.status, state.last_run_id, state.last_run_at) == (
+        "failing",
+        failure.run_id,
+        failure.started_at,
+    )
+
+
+def test_a_late_result_behind_a_newer_run_that_moved_nothing_is_ignored(
+    database_url: str,
+) -> None:
+    # The newer pass left no trace in the state row; the stored run itself must stop the
+    # older failure from flipping the check to failing and alerting.
+    settings, Session = prepare(
+        database_url, definitions(alert={"after_failures": 1, "channels": ["ops"]})
+    )
+    store(Session, settings, [result("passed", NOW)])
+    store(Session, settings, [result("passed", NOW + 2 * MINUTE)])
+    store(Session, settings, [result("failed", NOW + MINUTE)])
+    (state,) = rows(Session, CheckStateRow)
+    assert state.status == "passing" and state.consecutive_failures == 0
+    assert rows(Session, NotificationRow) == []
+
+
+def test_two_ingest_transactions_take_turns_on_a_check(postgres_url: str) -> None:
+    """An older failure is being stored while a newer pass arrives in another transaction.
+    The pass must wait for the failure's commit and then move the check back to passing;
+    deciding without the lock, it would see the old passing state, write nothing, and
+    leave the check failing behind its newest result."""
+    settings, Session = prepare(
+        postgres_url, definitions(alert={"after_failures": 1, "channels": ["ops"]})
+    )
+    store(Session, settings, [result("passed", NOW)])
+    older = Session()
+    older.begin()
+    store_results(older, [result("failed", NOW + MINUTE)], settings, CheckCache(), now=NOW)
+    newer = threading.Thread(
+        target=store, args=(Session, settings, [result("passed", NOW + 2 * MINUTE)])
+    )
+    newer.start()
+    newer.join(timeout=1.0)
+    assert newer.is_alive(), "the newer result did not wait for the check's lock"
+    older.commit()
+    older.close()
+    newer.join(timeout=30)
+    (state,) = rows(Session, CheckStateRow)
+    assert state.status == "passing" and state.last_run_at == NOW + 2 * MINUTE
+    assert [n.event for n in rows(Session, NotificationRow)] == ["failure", "recovery"]
+
+
+def test_the_check_cache_stays_bounded_and_answers_every_check(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = [
+        {"id": f"check-{i}", "type": "http", "request": {"url": "https://api.example.com"}}
+        for i in range(25)
+    ]
+    _, Session = prepare(postgres_url, yaml.safe_dump({"checks": checks}))
+    monkeypatch.setattr(CheckCache, "MAX_CHECKS", 10)
+    cache = CheckCache()
+    with Session() as session:
+        for start in range(0, 25, 5):
+            wanted = {f"check-{i}" for i in range(start, start + 5)}
+            assert set(cache.load(session, wanted)) == wanted
+            assert len(cache) <= 10
+        # Forgotten checks come back from the database.
+        assert set(cache.load(session, {"check-0", "check-24"})) == {"check-0", "check-24"}
 
 
 def test_a_failed_attempt_with_retries_left_schedules_a_retry_and_decides_nothing(

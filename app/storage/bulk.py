@@ -16,10 +16,10 @@ from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, text
+from sqlalchemy import ColumnElement, String, Table, any_, bindparam, cast, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 
 def table_of(model: type[Any]) -> Table:
@@ -100,25 +100,15 @@ def upsert(
     session.execute(statement, list(rows))
 
 
-def lock_or_create(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], key: str
-) -> list[dict[str, Any]]:
-    """Postgres: insert the rows that do not exist, lock every row of ``rows``' keys for
-    the transaction, and return them as they are now (existing values win)."""
-    if not rows:
-        return []
-    columns = tuple(rows[0])
-    names = ", ".join(columns)
-    result = session.execute(
-        text(
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM "  # noqa: S608 - see above
-            f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS {_recordset(table, columns)} "
-            f"ORDER BY {key} ON CONFLICT ({key}) DO UPDATE SET {key} = EXCLUDED.{key} "
-            f"RETURNING to_jsonb({table.name}.*)"
-        ),
-        {"rows": _payload(rows)},
-    )
-    return [dict(value) for value in result.scalars()]
+def one_of(
+    session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """``column IN values``; on Postgres as one array parameter, since building an IN
+    list of hundreds of bound values costs more than the query it sends."""
+    if not is_postgres(session):
+        return column.in_(values)
+    texts = bindparam(None, [str(value) for value in values], type_=postgresql.ARRAY(String))
+    return column == any_(cast(texts, postgresql.ARRAY(column.type)))
 
 
 def as_uuid(value: Any) -> uuid.UUID:
