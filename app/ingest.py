@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.checks.models import Check
@@ -55,6 +55,13 @@ class StoreReport:
     retries: int = 0
     notifications: int = 0
     stored: list[StoredRun] = field(default_factory=list)  # the results new to the database
+
+    def add(self, other: StoreReport) -> None:
+        self.inserted += other.inserted
+        self.duplicates += other.duplicates
+        self.retries += other.retries
+        self.notifications += other.notifications
+        self.stored.extend(other.stored)
 
 
 def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
@@ -341,6 +348,12 @@ def relay_outbox(
     return len(rows)
 
 
+def _first_line(error: Exception) -> str:
+    """The database's own message, without the statement and its parameters (results)."""
+    original = getattr(error, "orig", None) or error
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(error).__name__
+
+
 @dataclass
 class Received:
     receipt: str
@@ -439,20 +452,43 @@ class Ingestor:
             if response.get("Failed"):
                 log.warning("%d stored result message(s) not deleted", len(response["Failed"]))
 
-    def _store(self, results: list[RunResult]) -> StoreReport:
+    def _store(self, results: list[RunResult]) -> tuple[StoreReport, dict[int, str]]:
+        """Store ``results``; the positions of those the database refused, with why.
+
+        A result the database refuses for its content (a value too long, say) must not
+        hold up the others: the batch is then stored one result at a time, and the
+        refused ones go the way of every poison message, to the dead-letter queue.
+        """
+        try:
+            return self._store_waiting(results), {}
+        except (DataError, IntegrityError) as exc:
+            if len(results) == 1:
+                return StoreReport(), {0: _first_line(exc)}
+            log.warning(
+                "the database refused a batch (%s); storing it result by result", _first_line(exc)
+            )
+        report, refused = StoreReport(), {}
+        for position, result in enumerate(results):
+            try:
+                report.add(self._store_waiting([result]))
+            except (DataError, IntegrityError) as exc:
+                refused[position] = _first_line(exc)
+        return report, refused
+
+    def _store_waiting(self, results: list[RunResult]) -> StoreReport:
         """Store, waiting out a database outage rather than receiving more meanwhile."""
         delay = 0.5
         while True:
             try:
                 with self.sessions.begin() as session:
                     return store_results(session, results, self.settings, self.checks)
+            except (DataError, IntegrityError):
+                raise
             except (OperationalError, DBAPIError) as exc:
                 if self.stop.is_set():
                     raise
                 log.warning(
-                    "database unavailable, holding %d result(s): %s",
-                    len(results),
-                    str(exc).splitlines()[0],
+                    "database unavailable, holding %d result(s): %s", len(results), _first_line(exc)
                 )
                 self.stop.wait(delay)
                 delay = min(5.0, delay * 2)
@@ -471,15 +507,17 @@ class Ingestor:
                 good.append(message)
             except MessageError as exc:
                 poison.append((message, str(exc)))
-        if poison:
-            self._reject_poison(poison)
         if results:
-            report = self._store(results)
+            report, refused = self._store(results)
+            for position, why in refused.items():
+                poison.append((good[position], f"the database refused the result: {why}"))
             if report.retries:
                 relay_outbox(self.sessions, self.settings)
-            self._delete(good)
+            self._delete([m for position, m in enumerate(good) if position not in refused])
             record_stored(self.settings, report.stored)
             log.debug("stored %d result(s), %d duplicate(s)", report.inserted, report.duplicates)
+        if poison:
+            self._reject_poison(poison)
         return len(messages)
 
     def run_forever(self) -> None:

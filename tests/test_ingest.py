@@ -109,6 +109,17 @@ def test_a_result_is_stored_once_however_often_it_arrives(database_url: str) -> 
     assert len(rows(Session, CheckRunRow)) == 2
 
 
+def test_a_nul_character_is_stored_as_a_replacement_character(database_url: str) -> None:
+    # Postgres stores NUL neither in text nor in jsonb, and a response body may hold one.
+    settings, Session = prepare(database_url, definitions())
+    binary = result(
+        "failed", response={"body_excerpt": "PNG\x00\x01", "headers": {}}, error="got \x00"
+    )
+    assert store(Session, settings, [binary]).inserted == 1
+    (run,) = rows(Session, CheckRunRow)
+    assert run.response["body_excerpt"] == "PNG\ufffd\x01" and run.error == "got \ufffd"
+
+
 def test_results_of_unknown_checks_are_kept(database_url: str) -> None:
     settings, Session = prepare(database_url, definitions())
     report = store(Session, settings, [result(check_id="removed-check")])

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from app.dispatch import run_request_message
-from app.messages import RunRequest, encode_run_request
+from app.messages import RunRequest, RunResult, encode_run_request, result_body
 from app.sqs import BatchSender, celery_task_body, client, queue_urls
 from config.queues import queue_name
 from tests.support.pipeline import Pipeline, running_pipeline
@@ -44,6 +44,21 @@ def depth(pipeline: Pipeline, name: str) -> int:
 def raw_send(pipeline: Pipeline, queue: str, body: str) -> None:
     client(pipeline.settings).send_message(
         QueueUrl=queue_urls(pipeline.settings)(queue), MessageBody=body
+    )
+
+
+def refused_result() -> RunResult:
+    now = datetime.now(UTC)
+    return RunResult(
+        run_id=uuid.uuid4(),
+        check_id="x" * 100,
+        kind="http",
+        location="eu-west-1",
+        status="passed",
+        scheduled_at=now,
+        started_at=now,
+        finished_at=now,
+        duration_ms=1.0,
     )
 
 
@@ -89,6 +104,8 @@ def test_poison_lands_in_the_dlq_while_good_runs_flow(target: TargetServer, tmp_
         raw_send(
             pipeline, results, json.dumps({"v": 7, "run_id": str(uuid.uuid4()), "check_id": "x"})
         )
+        # Readable, but the database refuses it (check ids are 64 characters at most).
+        raw_send(pipeline, results, result_body(refused_result(), 2))
         good_ids += send_runs(settings, definition, 10)
 
         assert_exactly_once(pipeline, good_ids)
@@ -99,7 +116,7 @@ def test_poison_lands_in_the_dlq_while_good_runs_flow(target: TargetServer, tmp_
             "every poison run request in the DLQ",
         )
         wait_until(
-            lambda: depth(pipeline, results + "-dlq") == 2, 120, 1, "both poison results in the DLQ"
+            lambda: depth(pipeline, results + "-dlq") == 3, 120, 1, "the poison results in the DLQ"
         )
         assert depth(pipeline, run_queue) == 0 and depth(pipeline, results) == 0
         worker = dict(pipeline.synmon.processes)["worker-eu-west-1-http"]
@@ -112,7 +129,9 @@ def test_poison_lands_in_the_dlq_while_good_runs_flow(target: TargetServer, tmp_
             "synmon.no_such_task",
         ):
             assert reason in log, reason
-        assert "rejected a result message" in pipeline.synmon.log("ingest")
+        ingest_log = pipeline.synmon.log("ingest")
+        assert "rejected a result message" in ingest_log
+        assert "the database refused the result: value too long" in ingest_log
 
         shown = json.loads(pipeline.synmon.command("dlq", "show", run_queue, "--json").stdout)
         kinds = sorted(letter["kind"] for letter in shown)
@@ -121,10 +140,10 @@ def test_poison_lands_in_the_dlq_while_good_runs_flow(target: TargetServer, tmp_
         assert all(letter["receive_count"] >= 3 for letter in shown)
         assert any("v99" in letter["summary"] for letter in shown)
         listing = pipeline.synmon.command("dlq", "show", results).stdout
-        assert "2 message(s) shown" in listing
+        assert "3 message(s) shown" in listing
         # Listing hides nothing: the messages are still there for a redrive or purge.
-        assert depth(pipeline, results + "-dlq") == 2
-        assert "purged about 2" in pipeline.synmon.command("dlq", "purge", results, "--yes").stdout
+        assert depth(pipeline, results + "-dlq") == 3
+        assert "purged about 3" in pipeline.synmon.command("dlq", "purge", results, "--yes").stdout
         wait_until(lambda: depth(pipeline, results + "-dlq") == 0, 30, 1, "purged")
         refused = pipeline.synmon.command("dlq", "show", "no-such-queue", check=False)
         assert refused.returncode != 0 and "not a queue of this installation" in refused.stderr
