@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.check_cache import CheckCache
 from app.checks.models import Check
 from app.dispatch import run_request_message
 from app.messages import (
@@ -40,8 +40,8 @@ from app.retries import decide_retry
 from app.sqs import BatchSender, Outgoing, client_for, queue_urls
 from app.state import CheckState, apply_result
 from app.state_store import lock_states, newest_final_runs, save_states
-from app.storage.bulk import as_uuid, insert_ignoring_conflicts, one_of, table_of
-from app.storage.models import CheckRow, CheckRunRow, NotificationRow, OutboxRow
+from app.storage.bulk import as_uuid, insert_ignoring_conflicts, table_of
+from app.storage.models import CheckRunRow, NotificationRow, OutboxRow
 from config.queues import queue_name
 from config.settings import Settings
 
@@ -91,56 +91,6 @@ def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
         "trigger": result.trigger,
         "ingested_at": now,
     }
-
-
-class CheckCache:
-    """Validated checks by (id, definition hash): parsing a definition costs more than a row.
-
-    Bounded at ``MAX_CHECKS`` (a validated check takes about 4 KB): past it, the oldest
-    tenth is forgotten, so a fleet larger than the bound still hits the cache for most
-    results instead of starting from empty.
-    """
-
-    MAX_CHECKS = 200_000
-
-    def __init__(self) -> None:
-        self._checks: dict[tuple[str, str], Check] = {}
-
-    def __len__(self) -> int:
-        return len(self._checks)
-
-    def load(self, session: Session, check_ids: set[str]) -> dict[str, Check]:
-        versions = dict(
-            session.execute(
-                select(CheckRow.id, CheckRow.definition_hash).where(
-                    one_of(session, CheckRow.id, list(check_ids))
-                )
-            ).all()
-        )
-        missing = {
-            check_id
-            for check_id, digest in versions.items()
-            if (check_id, digest) not in self._checks
-        }
-        if missing:
-            if len(self._checks) + len(missing) > self.MAX_CHECKS:
-                oldest = list(self._checks)[: len(missing) + self.MAX_CHECKS // 10]
-                for key in oldest:
-                    del self._checks[key]
-            for check_id, digest, definition in session.execute(
-                select(CheckRow.id, CheckRow.definition_hash, CheckRow.definition).where(
-                    one_of(session, CheckRow.id, list(missing))
-                )
-            ):
-                try:
-                    self._checks[(check_id, digest)] = Check.model_validate(definition)
-                except ValidationError:
-                    log.error("stored definition of %s no longer validates", check_id)
-        return {
-            check_id: self._checks[(check_id, digest)]
-            for check_id, digest in versions.items()
-            if (check_id, digest) in self._checks
-        }
 
 
 RUNS = table_of(CheckRunRow)

@@ -22,7 +22,8 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text
 
-from app.ingest import CheckCache, Ingestor, store_results
+from app.check_cache import CheckCache
+from app.ingest import Ingestor, store_results
 from app.messages import RunResult, result_body
 from app.sqs import BatchSender, Outgoing, client_for, create_queues, queue_urls
 from app.storage.db import engine_for, sessions

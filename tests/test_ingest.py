@@ -12,10 +12,11 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
+from app.check_cache import CheckCache
 from app.checks.loader import load_text
 from app.checks.models import Check
 from app.checks.sync import sync
-from app.ingest import CheckCache, relay_outbox, store_results
+from app.ingest import relay_outbox, store_results
 from app.messages import RunResult, decode_run_request, retry_run_id
 from app.retries import backoff_seconds, decide_retry
 from app.sqs import Outgoing
@@ -234,6 +235,31 @@ def test_the_check_cache_stays_bounded_and_answers_every_check(
             assert len(cache) <= 10
         # Forgotten checks come back from the database.
         assert set(cache.load(session, {"check-0", "check-24"})) == {"check-0", "check-24"}
+
+
+def test_a_changed_definition_governs_ingest_within_its_freshness(postgres_url: str) -> None:
+    settings, Session = prepare(postgres_url, definitions(alert={"after_failures": 2}))
+    now = [0.0]
+    cache = CheckCache(clock=lambda: now[0])
+
+    def after_failures() -> int | None:
+        with Session() as session:
+            check = cache.load(session, {"api"}).get("api")
+        return check.alert.after_failures if check else None
+
+    def change(text: str) -> None:
+        with Session() as session:
+            sync(session, load_text(text, "c.yaml", settings))
+
+    assert after_failures() == 2
+    change(definitions(alert={"after_failures": 5}))
+    now[0] += CheckCache.FRESH_SECONDS / 2
+    assert after_failures() == 2
+    now[0] += CheckCache.FRESH_SECONDS
+    assert after_failures() == 5
+    change(yaml.safe_dump({"checks": []}))
+    now[0] += CheckCache.FRESH_SECONDS * 2
+    assert after_failures() is None and len(cache) == 0
 
 
 def test_a_failed_attempt_with_retries_left_schedules_a_retry_and_decides_nothing(

@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
+from app.check_cache import CheckCache
 from app.dispatch import run_request_message
-from app.ingest import CheckCache, store_results
+from app.ingest import store_results
 from app.messages import RunRequest, RunResult
 from app.sqs import BatchSender, Outgoing, celery_task_body
 from app.storage.db import current_revision, downgrade, engine_for, migrate, sessions
