@@ -40,7 +40,7 @@ from app.retries import decide_retry
 from app.sqs import BatchSender, Outgoing, client_for, queue_urls
 from app.state import CheckState, apply_result
 from app.state_store import lock_states, newest_final_runs, save_states
-from app.storage.bulk import as_uuid, insert_ignoring_conflicts, table_of
+from app.storage.bulk import insert_ignoring_conflicts, table_of
 from app.storage.models import CheckRunRow, NotificationRow, OutboxRow
 from config.queues import queue_name
 from config.settings import Settings
@@ -211,13 +211,12 @@ def store_results(
     }
     guard = _guard(session, [r for r in unique.values() if decisions[r.run_id] is None], known, now)
     rows = [run_row(r, decisions[run_id] is None, now) for run_id, r in unique.items()]
-    inserted_ids = {
-        as_uuid(run_id)
-        for run_id in insert_ignoring_conflicts(session, RUNS, rows, ["run_id"], returning="run_id")
-    }
-    report.inserted = len(inserted_ids)
-    report.duplicates += len(unique) - len(inserted_ids)
-    fresh = sorted((unique[i] for i in inserted_ids), key=lambda r: r.started_at)
+    skipped = insert_ignoring_conflicts(session, RUNS, rows, ["run_id"], report_skipped="run_id")
+    for run_id in skipped:  # stored before: by an earlier delivery of the same result
+        del unique[uuid.UUID(run_id)]
+    report.inserted = len(unique)
+    report.duplicates += len(skipped)
+    fresh = sorted(unique.values(), key=lambda r: r.started_at)
     report.stored = [
         StoredRun(
             r.status,

@@ -12,7 +12,6 @@ single-machine store, uses plain SQLAlchemy statements.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from functools import cache
 from operator import itemgetter
@@ -45,9 +44,9 @@ def _values(table: Table, columns: tuple[str, ...]) -> str:
         column_type = table.c[name].type.compile(dialect=dialect).split("(")[0]
         if column_type in ("JSON", "JSONB"):
             # A JSON null stays SQL NULL, as a column of the document would be.
-            values.append(f"NULLIF(r->{position}, 'null'::jsonb)::{column_type}")
+            values.append(f"NULLIF(r->{position}, 'null'::jsonb)::{column_type} AS {name}")
         else:
-            values.append(f"(r->>{position})::{column_type}")
+            values.append(f"(r->>{position})::{column_type} AS {name}")
     return ", ".join(values)
 
 
@@ -85,28 +84,37 @@ def insert_ignoring_conflicts(
     table: Table,
     rows: Sequence[dict[str, Any]],
     conflict: Sequence[str],
-    returning: str | None = None,
-) -> list[Any]:
-    """INSERT rows, skipping those that conflict on ``conflict``; the ``returning`` column
-    of the rows actually inserted."""
+    report_skipped: str | None = None,
+) -> set[str]:
+    """INSERT rows, skipping those that conflict on ``conflict``. With ``report_skipped``
+    (a column), that column's values, as text, for the rows skipped."""
     if not rows:
-        return []
+        return set()
     if is_postgres(session):
         names, select, parameters = _rows_select(table, rows)
+        insert = f"INSERT INTO {table.name} ({names}) "
+        on_conflict = f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+        if report_skipped is None:
+            session.execute(text(insert + select + on_conflict), parameters)
+            return set()
+        # The rows skipped rather than the rows inserted: usually none, where RETURNING
+        # would send back, and have parsed, the key of every row of the batch.
+        key = report_skipped
         statement = (
-            f"INSERT INTO {table.name} ({names}) {select} "
-            f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
-            + (f" RETURNING {returning}" if returning else "")
+            f"WITH batch AS MATERIALIZED ({select}), "  # noqa: S608 - identifiers as above
+            f"inserted AS ({insert}SELECT * FROM batch{on_conflict} RETURNING {key}) "
+            f"SELECT {key}::text FROM batch WHERE {key} NOT IN (SELECT {key} FROM inserted)"
         )
-        result = session.execute(text(statement), parameters)
-        return list(result.scalars()) if returning else []
-    insert = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+        return set(session.execute(text(statement), parameters).scalars())
+    insert_statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     # SQLite would keep a NUL; replaced all the same, so that both stores hold the same.
     plain = [without_nul(row) for row in rows]
-    if returning:
-        return list(session.scalars(insert.returning(table.c[returning]), plain))
-    session.execute(insert, plain)
-    return []
+    if report_skipped is None:
+        session.execute(insert_statement, plain)
+        return set()
+    column = table.c[report_skipped]
+    inserted = set(session.scalars(insert_statement.returning(column), plain))
+    return {str(row[report_skipped]) for row in rows if row[report_skipped] not in inserted}
 
 
 def upsert(
@@ -144,7 +152,3 @@ def one_of(
         return column.in_(values)
     texts = bindparam(None, [str(value) for value in values], type_=postgresql.ARRAY(String))
     return column == any_(cast(texts, postgresql.ARRAY(column.type)))
-
-
-def as_uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
