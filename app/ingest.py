@@ -334,7 +334,8 @@ class Ingestor:
     def health(self) -> str:
         from app.health import READY
 
-        return READY if time.monotonic() - self.last_success < 30 else "sqs-or-database-unavailable"
+        silent = time.monotonic() - self.last_success
+        return READY if silent < self.settings.sqs_silence else "sqs-or-database-unavailable"
 
     @property
     def url(self) -> str:

@@ -95,7 +95,6 @@ class HealthReporter(bootsteps.StartStopStep):  # type: ignore[misc]
     """Keeps ``synmon health`` informed: consuming while the consumer runs and SQS answers."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
-    SQS_SILENCE = 30.0  # long polls answer within seconds; half a minute of silence is an outage
 
     def __init__(self, c: Any, **kwargs: Any) -> None:
         self.reporter: Any = None
@@ -108,11 +107,12 @@ class HealthReporter(bootsteps.StartStopStep):  # type: ignore[misc]
 
         PollClock.heard()  # connected just now
         queues = [queue.name for queue in c.task_consumer.queues] if c.task_consumer else []
+        settings = get_settings()
 
         def state() -> str:
-            return READY if PollClock.silent_for() < self.SQS_SILENCE else "sqs-unreachable"
+            return READY if PollClock.silent_for() < settings.sqs_silence else "sqs-unreachable"
 
-        self.reporter = Reporter(get_settings(), c.hostname, queues, state).start()
+        self.reporter = Reporter(settings, c.hostname, queues, state).start()
 
     def stop(self, c: Any) -> None:
         if self.reporter is not None:

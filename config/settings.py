@@ -47,6 +47,9 @@ class Settings:
     sqs_regional_queues: bool = False
     sqs_wait_time_seconds: int = 1
     sqs_polling_interval: float = 0.1
+    # Seconds without any answer from SQS after which a worker or ingest reports
+    # "sqs-unreachable" to ``synmon health``: long polls answer within seconds.
+    sqs_silence: float = 30.0
     sqs_max_receive_count: int = 3
     # Seconds added to the longest check a queue serves to make its visibility timeout.
     sqs_visibility_margin: int = 15
@@ -284,6 +287,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     floats = {
         "SYNMON_SQS_POLLING_INTERVAL": ("sqs_polling_interval", 0.0, 60.0),
+        "SYNMON_SQS_SILENCE": ("sqs_silence", 1.0, 3600.0),
         "SYNMON_HTTP_MAX_TIMEOUT": ("http_max_timeout", 1.0, 900.0),
         "SYNMON_BROWSER_MAX_TIMEOUT": ("browser_max_timeout", 1.0, 900.0),
         "SYNMON_BROWSER_DEFAULT_TIMEOUT": ("browser_default_timeout", 1.0, 900.0),

@@ -7,6 +7,7 @@ that a message held by a killed worker comes back within the test's patience.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import threading
@@ -161,6 +162,7 @@ def runs_through_an_outage(
     sender: Settings,
     cut: Callable[[], None],
     restore: Callable[[], None],
+    while_down: Callable[[], None] = lambda: None,
 ) -> None:
     """Runs sent every half second and a check every 10 s, across ``cut`` ... ``restore``
     (10 s apart): every run ends as one result, no scheduled slot is missing or doubled,
@@ -197,8 +199,11 @@ def runs_through_an_outage(
     producer = threading.Thread(target=produce)
     producer.start()
     time.sleep(6)
+    down_since = time.monotonic()
     cut()
-    time.sleep(10)
+    time.sleep(6)
+    while_down()  # within the remaining seconds of the outage
+    time.sleep(max(0.0, 10 - (time.monotonic() - down_since)))
     restore()
     time.sleep(8)
     stop.set()
@@ -216,14 +221,38 @@ def runs_through_an_outage(
         assert process.poll() is None, f"{name} died: {pipeline.synmon.log(name)[-1500:]}"
 
 
+def health_states(pipeline: Pipeline) -> dict[str, str]:
+    """What ``synmon health`` says of each process, by the start of its name."""
+    report = json.loads(pipeline.synmon.command("health", "--json", check=False).stdout)
+    return {p["name"].split("@")[0]: p["state"] for p in report["processes"]}
+
+
 def test_sqs_down_for_10_seconds_while_runs_flow(target: TargetServer, tmp_path: Path) -> None:
     with moto_server() as moto:
         outage = Outage(moto.port).start()
-        env = env_for(target, SYNMON_SQS_ENDPOINT=outage.endpoint)
+        # Silent for 3 s is an outage here (30 s by default), so that health can tell.
+        env = env_for(target, SYNMON_SQS_ENDPOINT=outage.endpoint, SYNMON_SQS_SILENCE="3")
         with running_pipeline(tmp_path, env, moto=moto) as pipeline:
+
+            def consuming() -> bool:
+                states = health_states(pipeline)
+                return {"ingest", "http-eu-west-1"} <= set(states) and set(states.values()) == {
+                    "consuming"
+                }
+
+            wait_until(consuming, 30, 0.5, "every process consuming")
+
+            def reported_down() -> None:
+                states = health_states(pipeline)
+                assert states["ingest"] == "sqs-or-database-unavailable", states
+                assert states["http-eu-west-1"] == "sqs-unreachable", states
+
             # The test sends past the outage, straight to moto; synmon goes through it.
             direct = pipeline.settings.with_overrides(sqs_endpoint=moto.endpoint)
-            runs_through_an_outage(pipeline, target, direct, outage.cut, outage.restore)
+            runs_through_an_outage(
+                pipeline, target, direct, outage.cut, outage.restore, reported_down
+            )
+            wait_until(consuming, 30, 1, "every process consuming again")
 
 
 def test_postgres_restarted_while_runs_flow(target: TargetServer, tmp_path: Path) -> None:
