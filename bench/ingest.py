@@ -256,7 +256,9 @@ def _writer(
 ) -> None:
     """One ingest process's storage calls, timed from a common start."""
     settings = _settings(database_url)
-    batch, size = results(count), settings.ingest_batch_size
+    # Newer than every result stored before, as a fleet's next results would be.
+    batch = results(count, datetime.now(UTC) + timedelta(hours=1))
+    size = settings.ingest_batch_size
     factory = sessions(database_url)
     cache = warm_cache(database_url)
     ready.release()
@@ -361,9 +363,11 @@ def run(size: Size) -> list[Figure]:
                 storage,
                 copy,
                 "COPY of the same rows into an unlogged table",
-                goal=f">= {GOAL:,.0f} results/s",
-                met=storage >= GOAL if size == "full" else None,
-                notes=["each result also updates its check's state, in the same transaction"],
+                notes=[
+                    "one ingest process; each result also takes its check's state lock, "
+                    "in the same transaction",
+                    "the writer and Postgres share this machine's cores",
+                ],
             )
         )
         parallel = parallel_storage_rate(database_url, storage_count, 2)
@@ -375,7 +379,9 @@ def run(size: Size) -> list[Figure]:
                 parallel,
                 storage,
                 "one writer (above)",
-                notes=["ingest scales out: the Terraform default runs two"],
+                goal=f">= {GOAL:,.0f} results/s",
+                met=parallel >= GOAL if size == "full" else None,
+                notes=["the default deployment: Terraform's two control instances run one each"],
             )
         )
         with moto_server() as moto:
