@@ -79,6 +79,7 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
     """Start the endpoint and the status page, migrate, create queues, sync the checks."""
     from app.checks.loader import load_definitions
     from app.checks.sync import sync
+    from app.demo import WithDemo
     from app.metrics import Metrics
     from app.sqs import create_queues
     from app.storage.db import migrate, sessions
@@ -122,7 +123,7 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
             print(sync(session, definitions).summary(applied=True))
     metrics = Metrics(settings)
     web, _thread = serve(
-        StatusApp(settings, metrics.render), settings.web_address, settings.web_port
+        WithDemo(StatusApp(settings, metrics.render)), settings.web_address, settings.web_port
     )
     local = Local(settings=settings, env=env, moto=moto, web=web)
     local.web_url = f"http://{demo_host}/"

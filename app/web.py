@@ -7,7 +7,6 @@ Routes:
   GET /api/runs                  recent runs of every check (?since=10m&limit=100)
   GET /metrics                   Prometheus metrics (app/metrics.py)
   GET /healthz                   200 when the database answers
-  /demo/...                      a tiny target for the example checks of ``synmon up``
 """
 
 from __future__ import annotations
@@ -48,13 +47,13 @@ RUN_FIELDS = (
 )
 
 
-def _json(start: StartResponse, document: Any, status: str = "200 OK") -> list[bytes]:
+def json_response(start: StartResponse, document: Any, status: str = "200 OK") -> list[bytes]:
     body = json.dumps(document, default=str).encode()
     start(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
 
 
-def _html(start: StartResponse, body: str, status: str = "200 OK") -> list[bytes]:
+def html_response(start: StartResponse, body: str, status: str = "200 OK") -> list[bytes]:
     data = body.encode()
     start(
         status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data)))]
@@ -134,27 +133,27 @@ class StatusApp:
         path = environ.get("PATH_INFO", "/")
         query = parse_qs(environ.get("QUERY_STRING", ""))
         try:
-            if path.startswith("/demo/"):
-                return demo(path, environ, start)
             if path == "/healthz":
                 with self.sessions() as session:
                     session.execute(text("SELECT 1"))
-                return _json(start, {"ok": True})
+                return json_response(start, {"ok": True})
             if path == "/metrics" and self.metrics is not None:
                 body = self.metrics()
                 start("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
                 return [body]
             if path == "/api/checks":
-                return _json(start, self.checks())
+                return json_response(start, self.checks())
             match = re.fullmatch(r"/api/checks/([a-z0-9_-]+)/runs", path)
             if match or path == "/api/runs":
                 since, limit = self._window(query)
-                return _json(start, self.runs(match.group(1) if match else None, since, limit))
+                return json_response(
+                    start, self.runs(match.group(1) if match else None, since, limit)
+                )
             if path == "/":
-                return _html(start, self.page())
+                return html_response(start, self.page())
         except ValueError as exc:
-            return _json(start, {"error": str(exc)}, "400 Bad Request")
-        return _json(start, {"error": "not found"}, "404 Not Found")
+            return json_response(start, {"error": str(exc)}, "400 Bad Request")
+        return json_response(start, {"error": "not found"}, "404 Not Found")
 
     def page(self) -> str:
         checks = self.checks()
@@ -197,29 +196,6 @@ td, th {{padding: .2em .8em; text-align: left}}
 {run_rows}</table>
 <p>JSON: <a href="/api/checks">/api/checks</a>, <a href="/api/runs">/api/runs</a></p>
 </body></html>"""
-
-
-DEMO_LOGIN = """<!doctype html><html><head><title>Demo login</title></head><body>
-<h1>Sign in</h1><form method="post" action="/demo/dashboard">
-<input id="email" name="email"><input id="password" name="password" type="password">
-<button type="submit">Sign in</button></form></body></html>"""
-DEMO_DASHBOARD = """<!doctype html><html><head><title>Demo dashboard</title></head><body>
-<h1>Welcome</h1><ul class="items"><li class="item">one</li><li class="item">two</li></ul>
-</body></html>"""
-
-
-def demo(path: str, environ: dict[str, Any], start: StartResponse) -> list[bytes]:
-    """A target for the example checks, so that ``synmon up`` shows passing checks offline."""
-    if path == "/demo/health":
-        return _json(start, {"status": "ok", "time": datetime.now(UTC).isoformat()})
-    if path == "/demo/login":
-        return _html(start, DEMO_LOGIN)
-    if path == "/demo/dashboard":
-        if environ.get("REQUEST_METHOD") == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            environ["wsgi.input"].read(length)
-        return _html(start, DEMO_DASHBOARD)
-    return _json(start, {"error": "not found"}, "404 Not Found")
 
 
 class _Server(ThreadingMixIn, WSGIServer):

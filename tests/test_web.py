@@ -100,3 +100,5 @@ def test_pages_and_api(site: str, tmp_path: Path) -> None:
     assert requests.get(site + "/healthz", timeout=10).json() == {"ok": True}
     assert requests.get(site + "/metrics", timeout=10).text == "synmon_up 1\n"
     assert requests.get(site + "/nope", timeout=10).status_code == 404
+    # The demo target is `synmon up`'s alone: no sign-in form on a real status page.
+    assert requests.get(site + "/demo/login", timeout=10).status_code == 404
