@@ -157,11 +157,11 @@ def _move_states(
         if any(bound is not None and result.started_at < bound for bound in bounds):
             continue  # a late result of an older run does not move the state back
         definition = known.get(result.check_id)
-        before = state.verdict
-        events = apply_result(state, definition, result)
-        if state.verdict == before:
-            continue
-        moved[result.check_id] = state
+        after = state.copy()
+        events = apply_result(after, definition, result)
+        if after.verdict == state.verdict:
+            continue  # nothing to write: the row keeps naming the run that last moved it
+        guard.states[result.check_id] = moved[result.check_id] = after
         for event in events:
             assert definition is not None
             for channel in event.channels:

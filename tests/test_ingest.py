@@ -174,6 +174,11 @@ def test_a_state_row_is_written_only_when_its_verdict_moves(database_url: str) -
         failure.run_id,
         failure.started_at,
     )
+    # In one batch: a pass that moves the state, then one that does not.
+    recovery = result("passed", NOW + 3 * MINUTE)
+    store(Session, settings, [result("passed", NOW + 4 * MINUTE), recovery])
+    (state,) = rows(Session, CheckStateRow)
+    assert (state.status, state.last_run_id) == ("passing", recovery.run_id)
 
 
 def test_a_late_result_behind_a_newer_run_that_moved_nothing_is_ignored(
