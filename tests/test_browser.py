@@ -165,7 +165,11 @@ def test_javascript_errors_are_recorded(host: BrowserHost, site: PageServer) -> 
 def test_failing_subresources_are_recorded(host: BrowserHost, site: PageServer) -> None:
     result = run(
         host,
-        [{"goto": site.url(f"/broken-resources?closed={free_port()}")}, {"assert_visible": "#ok"}],
+        [
+            {"goto": site.url(f"/broken-resources?closed={free_port()}")},
+            {"assert_visible": "#ok"},
+            {"wait_for": {"selector": "#refused"}},  # the page's own fetch has failed by now
+        ],
     )
     assert result.status == "passed", result.error
     failed = result.response["failed_requests"]

@@ -202,6 +202,8 @@ class BrowserHost:
                 observation.fail(CONFIG, str(exc))
             else:
                 await self._steps(ctx, check, observation, deadline)
+            # Refused after the last step began (a script's late request): recorded too.
+            events.blocked(self.proxy.state.take())
             await self._finish_page(page, events, observation)
         finally:
             try:

@@ -51,7 +51,9 @@ JS_ERROR = """<!doctype html><html><head><title>Broken script</title></head><bod
 
 BROKEN_RESOURCES = """<!doctype html><html><head><title>Broken resources</title></head><body>
 <img src="/missing.png"><p id="ok">content</p>
-<script>fetch('http://127.0.0.1:{closed}/x').catch(() => {{}});</script>
+<script>fetch('http://127.0.0.1:{closed}/x').catch(() => {{
+  document.body.insertAdjacentHTML('beforeend', '<p id="refused">refused</p>');
+}});</script>
 </body></html>"""
 
 NEVER_LOADS = """<!doctype html><html><head><title>Never loads</title></head><body>
