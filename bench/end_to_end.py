@@ -5,8 +5,6 @@ with the same pool and the same polling, in the same run."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -23,7 +21,8 @@ from app.storage.models import CheckRunRow
 from bench.common import Figure, Size, WrongResult
 from bench.http_executor import target
 from tests.support.pipeline import running_pipeline
-from tests.support.processes import ROOT, kill_group, wait_until
+from tests.support.plain_worker import start_plain_worker
+from tests.support.processes import kill_group, wait_until
 
 SIZES = {"tiny": 40, "full": 400}
 CONCURRENCY = 4
@@ -103,36 +102,7 @@ def trivial_rate(count: int) -> float:
         settings = load_settings({"SYNMON_SQS_ENDPOINT": moto.endpoint})
         queue = "trivial"
         url = client(settings).create_queue(QueueName=queue)["QueueUrl"]
-        env = {
-            **__import__("os").environ,
-            "PLAIN_QUEUE": queue,
-            "PLAIN_QUEUE_URL": url,
-            "PLAIN_BROKER": f"sqs://test:test@127.0.0.1:{moto.port}",
-        }
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tests.support.plain_celery",
-                "worker",
-                "-c",
-                str(CONCURRENCY),
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "error",
-                "-O",
-                "fair",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        worker = start_plain_worker(moto.port, queue, url, "-c", str(CONCURRENCY), "-O", "fair")
         sender = BatchSender(settings)
         sender.urls._urls[queue] = url
 

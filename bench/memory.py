@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,7 +24,8 @@ from bench.common import Figure, Size, WrongResult
 from bench.http_executor import target
 from tests.support.pages import PageServer
 from tests.support.pipeline import running_pipeline
-from tests.support.processes import ROOT, kill_group, moto_server, wait_until
+from tests.support.plain_worker import start_plain_worker
+from tests.support.processes import kill_group, moto_server, wait_until
 from tests.support.servers import serving
 
 SIZES = {"tiny": 20, "full": 300}
@@ -131,34 +129,7 @@ def bare_celery_worker() -> float:
 
         settings = load_settings({"SYNMON_SQS_ENDPOINT": moto.endpoint})
         url = client(settings).create_queue(QueueName="trivial")["QueueUrl"]
-        env = {
-            **os.environ,
-            "PLAIN_QUEUE": "trivial",
-            "PLAIN_QUEUE_URL": url,
-            "PLAIN_BROKER": f"sqs://test:test@127.0.0.1:{moto.port}",
-        }
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tests.support.plain_celery",
-                "worker",
-                "-c",
-                "4",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "error",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        worker = start_plain_worker(moto.port, "trivial", url, "-c", "4")
         try:
             wait_until(lambda: len(psutil.Process(worker.pid).children()) == 4, 60)
             time.sleep(3)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +25,8 @@ from app.sqs import BatchSender, client
 from app.storage.db import sessions
 from app.storage.models import CheckRunRow
 from tests.support.pipeline import Pipeline, running_pipeline
-from tests.support.processes import ROOT, free_port, kill_group, wait_until
+from tests.support.plain_worker import start_plain_worker
+from tests.support.processes import free_port, kill_group, wait_until
 from tests.support.servers import TargetServer, http_target, https_target
 
 pytestmark = pytest.mark.slow
@@ -259,34 +257,8 @@ def test_batched_messages_are_plain_celery_task_messages(
     queue = "plain-celery-check"
     url = sqs.create_queue(QueueName=queue)["QueueUrl"]
     out = tmp_path / "received.jsonl"
-    env = {
-        **os.environ,
-        "PLAIN_QUEUE": queue,
-        "PLAIN_QUEUE_URL": url,
-        "PLAIN_OUT": str(out),
-        "PLAIN_BROKER": f"sqs://test:test@127.0.0.1:{pipeline.moto.port}",
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tests.support.plain_celery",
-            "worker",
-            "-P",
-            "solo",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    worker = start_plain_worker(
+        pipeline.moto.port, queue, url, "-P", "solo", out=out, log_level="warning"
     )
     try:
         from app.sqs import Outgoing, celery_task_body
