@@ -31,6 +31,7 @@ from config.settings import Settings
 from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.postgres_cluster import postgres_cluster
 from tests.support.processes import kill_group, moto_server, pool_children, wait_until
+from tests.support.results import run_result
 from tests.support.servers import TargetServer, http_target
 from tests.support.tcp_proxy import Outage
 
@@ -264,26 +265,12 @@ def test_postgres_restarted_while_runs_flow(target: TargetServer, tmp_path: Path
 
 
 def test_ingest_killed_mid_batch_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    from app.messages import RunResult, result_body
+    from app.messages import result_body
     from app.sqs import Outgoing
     from config.queues import queue_name
 
     with running_pipeline(tmp_path, FAST_QUEUES, workers=[], ingest=False, beat=False) as pipeline:
-        now = datetime.now(UTC)
-        results = [
-            RunResult(
-                run_id=uuid.uuid4(),
-                check_id="gone",
-                kind="http",
-                location="eu-west-1",
-                status="passed",
-                scheduled_at=now,
-                started_at=now,
-                finished_at=now,
-                duration_ms=1.0,
-            )
-            for _ in range(400)
-        ]
+        results = [run_result(check_id="gone") for _ in range(400)]
         queue = queue_name(pipeline.settings, "results")
         BatchSender(pipeline.settings).send([Outgoing(queue, result_body(r, 2)) for r in results])
         run_ids = [r.run_id for r in results]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +23,7 @@ from app.storage.db import sessions
 from app.storage.models import CheckRunRow, CheckStateRow, NotificationRow, OutboxRow
 from tests.conftest import make_settings
 from tests.support.envelopes import run_request_of
+from tests.support.results import run_result
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -64,10 +64,6 @@ def prepare(database_url: str, text: str) -> Any:
 
 def result(status: str = "passed", started: datetime = NOW, **overrides: Any) -> RunResult:
     values: dict[str, Any] = {
-        "run_id": uuid.uuid4(),
-        "check_id": "api",
-        "kind": "http",
-        "location": "eu-west-1",
         "status": status,
         "scheduled_at": started,
         "started_at": started,
@@ -76,8 +72,7 @@ def result(status: str = "passed", started: datetime = NOW, **overrides: Any) ->
         "error": None if status != "failed" else "boom",
         "error_kind": None if status != "failed" else "network",
     }
-    values.update(overrides)
-    return RunResult(**values)
+    return run_result(**{**values, **overrides})
 
 
 def store(Session: Any, settings: Any, results: Sequence[RunResult], now: datetime = NOW) -> Any:

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from app.dispatch import run_request_message
-from app.messages import RunRequest, RunResult, encode_run_request, result_body
+from app.messages import RunRequest, encode_run_request, result_body
 from app.sqs import BatchSender, celery_task_body, client, queue_urls
 from config.queues import queue_name
 from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.processes import wait_until
+from tests.support.results import run_result
 from tests.support.servers import TargetServer, http_target
 from tests.test_faults import FAST_QUEUES, assert_exactly_once, send_runs
 
@@ -44,21 +45,6 @@ def depth(pipeline: Pipeline, name: str) -> int:
 def raw_send(pipeline: Pipeline, queue: str, body: str) -> None:
     client(pipeline.settings).send_message(
         QueueUrl=queue_urls(pipeline.settings)(queue), MessageBody=body
-    )
-
-
-def refused_result() -> RunResult:
-    now = datetime.now(UTC)
-    return RunResult(
-        run_id=uuid.uuid4(),
-        check_id="x" * 100,
-        kind="http",
-        location="eu-west-1",
-        status="passed",
-        scheduled_at=now,
-        started_at=now,
-        finished_at=now,
-        duration_ms=1.0,
     )
 
 
@@ -105,7 +91,7 @@ def test_poison_lands_in_the_dlq_while_good_runs_flow(target: TargetServer, tmp_
             pipeline, results, json.dumps({"v": 7, "run_id": str(uuid.uuid4()), "check_id": "x"})
         )
         # Readable, but the database refuses it (check ids are 64 characters at most).
-        raw_send(pipeline, results, result_body(refused_result(), 2))
+        raw_send(pipeline, results, result_body(run_result(check_id="x" * 100), 2))
         good_ids += send_runs(settings, definition, 10)
 
         assert_exactly_once(pipeline, good_ids)

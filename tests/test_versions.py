@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app.check_cache import CheckCache
 from app.dispatch import run_request_message
 from app.ingest import store_results
-from app.messages import RunRequest, RunResult
+from app.messages import RunRequest
 from app.sqs import BatchSender, Outgoing, celery_task_body
 from app.storage.db import current_revision, downgrade, engine_for, migrate, sessions
 from app.storage.models import CheckRunRow
@@ -23,6 +23,7 @@ from config.queues import queue_name
 from tests.conftest import make_settings
 from tests.support.databases import database
 from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.results import run_result
 from tests.support.servers import TargetServer, http_target
 
 
@@ -81,19 +82,7 @@ def test_the_old_release_keeps_working_against_the_expanded_schema(old_schema: s
     migrate(old_schema)
     assert current_revision(old_schema) == "0002"
     during = insert_like_the_old_release(old_schema)  # old code, new schema
-    now = datetime.now(UTC)
-    new = RunResult(
-        run_id=uuid.uuid4(),
-        check_id="new",
-        kind="http",
-        location="eu-west-1",
-        status="passed",
-        scheduled_at=now,
-        started_at=now,
-        finished_at=now,
-        duration_ms=2.0,
-        trigger="manual",
-    )
+    new = run_result(check_id="new", trigger="manual")
     with sessions(old_schema).begin() as session:
         store_results(session, [new], make_settings(), CheckCache())
     with sessions(old_schema)() as session:

@@ -1,0 +1,27 @@
+"""Results as a worker would send them, for the tests that need some."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from app.messages import RunResult
+
+
+def run_result(**overrides: Any) -> RunResult:
+    """A passed HTTP result of check ``api`` in eu-west-1, started now; ``overrides`` win."""
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "run_id": uuid.uuid4(),
+        "check_id": "api",
+        "kind": "http",
+        "location": "eu-west-1",
+        "status": "passed",
+        "scheduled_at": now,
+        "started_at": now,
+        "finished_at": now,
+        "duration_ms": 1.0,
+    }
+    values.update(overrides)
+    return RunResult(**values)
