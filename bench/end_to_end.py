@@ -20,7 +20,7 @@ from app.storage.db import sessions
 from app.storage.models import CheckRunRow
 from bench.common import Figure, Size, WrongResult
 from bench.http_executor import target
-from tests.support.pipeline import running_pipeline
+from tests.support.pipeline import http_check, running_pipeline
 from tests.support.plain_worker import start_plain_worker
 from tests.support.processes import kill_group, wait_until
 
@@ -41,19 +41,7 @@ def synmon_rate(count: int, url: str) -> float:
     with running_pipeline(
         folder, env, [("eu-west-1", "http", CONCURRENCY)], beat=False
     ) as pipeline:
-        pipeline.sync(
-            {
-                "checks": [
-                    {
-                        "id": "e2e",
-                        "type": "http",
-                        "frequency": "24h",
-                        "locations": ["eu-west-1"],
-                        "request": {"url": url},
-                    }
-                ]
-            }
-        )
+        pipeline.sync({"checks": [http_check("e2e", url)]})
         definition = pipeline.definition("e2e")
         warm = [
             RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC))

@@ -23,7 +23,7 @@ from bench.browser import launch_options, wait_for_bench_chromium_to_exit
 from bench.common import Figure, Size, WrongResult
 from bench.http_executor import target
 from tests.support.pages import PageServer
-from tests.support.pipeline import running_pipeline
+from tests.support.pipeline import http_check, running_pipeline
 from tests.support.plain_worker import start_plain_worker
 from tests.support.processes import kill_group, moto_server, wait_until
 from tests.support.servers import serving
@@ -93,19 +93,7 @@ def http_worker(count: int) -> tuple[float, float]:
             )
             time.sleep(3)
             idle = tree_rss(pid)
-            pipeline.sync(
-                {
-                    "checks": [
-                        {
-                            "id": "m",
-                            "type": "http",
-                            "frequency": "24h",
-                            "locations": ["eu-west-1"],
-                            "request": {"url": url},
-                        }
-                    ]
-                }
-            )
+            pipeline.sync({"checks": [http_check("m", url)]})
             definition = pipeline.definition("m")
             requests = [
                 RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC))

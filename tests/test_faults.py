@@ -28,7 +28,7 @@ from app.sqs import BatchSender
 from app.storage.db import migrate, sessions
 from app.storage.models import CheckRunRow
 from config.settings import Settings
-from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.postgres_cluster import postgres_cluster
 from tests.support.processes import kill_group, moto_server, pool_children, wait_until
 from tests.support.results import run_result
@@ -50,19 +50,8 @@ def env_for(target: TargetServer, **extra: str) -> dict[str, str]:
 
 
 def slow_check(pipeline: Pipeline, target: TargetServer, delay: float = 2.0) -> dict[str, object]:
-    pipeline.sync(
-        {
-            "checks": [
-                {
-                    "id": "slow",
-                    "type": "http",
-                    "frequency": "24h",
-                    "locations": ["eu-west-1"],
-                    "request": {"url": target.url(f"/slow?delay={delay}"), "timeout": "5s"},
-                }
-            ]
-        }
-    )
+    url = target.url(f"/slow?delay={delay}")
+    pipeline.sync({"checks": [http_check("slow", url, request={"timeout": "5s"})]})
     return pipeline.definition("slow")
 
 
@@ -171,20 +160,10 @@ def runs_through_an_outage(
     pipeline.sync(
         {
             "checks": [
-                {
-                    "id": "slow",
-                    "type": "http",
-                    "frequency": "24h",
-                    "locations": ["eu-west-1"],
-                    "request": {"url": target.url("/slow?delay=0.1"), "timeout": "5s"},
-                },
-                {
-                    "id": "every-10s",
-                    "type": "http",
-                    "frequency": "10s",
-                    "locations": ["eu-west-1"],
-                    "request": {"url": target.url("/ok"), "timeout": "5s"},
-                },
+                http_check("slow", target.url("/slow?delay=0.1"), request={"timeout": "5s"}),
+                http_check(
+                    "every-10s", target.url("/ok"), frequency="10s", request={"timeout": "5s"}
+                ),
             ]
         }
     )

@@ -14,7 +14,7 @@ import requests
 from app.api import trigger, wait_for_runs
 from app.sqs import client, queue_urls
 from config.queues import queue_name
-from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.processes import free_port, wait_until
 from tests.support.servers import TargetServer, http_target
 
@@ -72,20 +72,8 @@ def test_every_series_with_its_labels_and_values(pipeline: Pipeline, target: Tar
     pipeline.sync(
         {
             "checks": [
-                {
-                    "id": "ok",
-                    "type": "http",
-                    "frequency": "24h",
-                    "locations": ["eu-west-1"],
-                    "request": {"url": target.url("/ok")},
-                },
-                {
-                    "id": "bad",
-                    "type": "http",
-                    "frequency": "24h",
-                    "locations": ["eu-west-1"],
-                    "request": {"url": target.url("/status/500")},
-                },
+                http_check("ok", target.url("/ok")),
+                http_check("bad", target.url("/status/500")),
                 {
                     "id": "ticking",
                     "type": "http",

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trustme
@@ -24,7 +23,7 @@ from app.schedule import phase
 from app.sqs import BatchSender, client
 from app.storage.db import sessions
 from app.storage.models import CheckRunRow
-from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.plain_worker import start_plain_worker
 from tests.support.processes import free_port, kill_group, wait_until
 from tests.support.servers import TargetServer, http_target, https_target
@@ -67,17 +66,6 @@ def pipeline(targets: Targets) -> Iterator[Pipeline]:
     workers = [(location, "http", 2) for location in LOCATIONS.split(",")]
     with running_pipeline(targets.folder, env, workers) as running:
         yield running
-
-
-def http_check(check_id: str, url: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": check_id,
-        "type": "http",
-        "frequency": "24h",
-        "locations": ["eu-west-1"],
-        "request": {"url": url, **extra.pop("request", {})},
-        **extra,
-    }
 
 
 def test_every_kind_of_outcome_end_to_end(pipeline: Pipeline, targets: Targets) -> None:

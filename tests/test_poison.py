@@ -17,7 +17,7 @@ from app.dispatch import run_request_message
 from app.messages import RunRequest, encode_run_request, result_body
 from app.sqs import BatchSender, celery_task_body, client, queue_urls
 from config.queues import queue_name
-from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.processes import wait_until
 from tests.support.results import run_result
 from tests.support.servers import TargetServer, http_target
@@ -52,17 +52,7 @@ def test_poison_lands_in_the_dlq_while_good_runs_flow(target: TargetServer, tmp_
     env = {**FAST_QUEUES, "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{target.port}"}
     with running_pipeline(tmp_path, env, beat=False) as pipeline:
         pipeline.sync(
-            {
-                "checks": [
-                    {
-                        "id": "good",
-                        "type": "http",
-                        "frequency": "24h",
-                        "locations": ["eu-west-1"],
-                        "request": {"url": target.url("/ok"), "timeout": "5s"},
-                    }
-                ]
-            }
+            {"checks": [http_check("good", target.url("/ok"), request={"timeout": "5s"})]}
         )
         definition = pipeline.definition("good")
         settings = pipeline.settings

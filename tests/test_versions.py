@@ -22,7 +22,7 @@ from app.storage.models import CheckRunRow
 from config.queues import queue_name
 from tests.conftest import make_settings
 from tests.support.databases import database
-from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.results import run_result
 from tests.support.servers import TargetServer, http_target
 
@@ -124,13 +124,7 @@ def mixed(target: TargetServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
         pipeline.sync(
             {
                 "checks": [
-                    {
-                        "id": "both",
-                        "type": "http",
-                        "frequency": "24h",
-                        "locations": ["eu-west-1", "us-east-1"],
-                        "request": {"url": target.url("/ok")},
-                    }
+                    http_check("both", target.url("/ok"), locations=["eu-west-1", "us-east-1"])
                 ]
             }
         )

@@ -21,6 +21,19 @@ from tests.support.databases import postgres_database
 from tests.support.processes import MotoServer, Synmon, moto_server
 
 
+def http_check(check_id: str, url: str, **extra: Any) -> dict[str, Any]:
+    """A check definition: HTTP GET ``url`` once a day from eu-west-1; ``extra`` adds to it
+    (``request={...}`` to the request)."""
+    return {
+        "id": check_id,
+        "type": "http",
+        "frequency": "24h",
+        "locations": ["eu-west-1"],
+        "request": {"url": url, **extra.pop("request", {})},
+        **extra,
+    }
+
+
 @dataclass
 class Pipeline:
     settings: Settings
