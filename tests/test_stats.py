@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from app.stats import percentile, run_stats
 from app.storage.db import sessions
-from app.storage.models import CheckRunRow
 from tests.support.processes import Synmon
+from tests.support.results import stored_run
 
 
 def add_runs(
@@ -24,30 +23,16 @@ def add_runs(
 ) -> None:
     with sessions(database_url).begin() as session:
         for duration in durations:
-            run_id = uuid.uuid4()
             started = datetime.now(UTC) - age
             session.add(
-                CheckRunRow(
-                    run_id=run_id,
-                    root_run_id=run_id,
+                stored_run(
                     check_id=check_id,
                     location=location,
-                    kind="http",
                     status=status,
-                    attempt=1,
-                    deliveries=1,
-                    final=True,
                     scheduled_at=started,
                     started_at=started,
                     finished_at=started,
                     duration_ms=duration,
-                    timings={},
-                    assertions=[],
-                    response={},
-                    artifacts=[],
-                    worker_version="t",
-                    worker_host="h",
-                    message_version=2,
                 )
             )
 

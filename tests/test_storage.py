@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -13,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.storage.db import current_revision, downgrade, engine_for, migrate, sessions
 from app.storage.models import Base, CheckRunRow
+from tests.support.results import stored_run
 
 
 def test_migrations_produce_exactly_the_models(database_url: str) -> None:
@@ -31,49 +31,20 @@ def test_migrate_is_idempotent_and_reversible(database_url: str) -> None:
     assert current_revision(database_url) == head
 
 
-def run_row(**overrides: object) -> CheckRunRow:
-    now = datetime.now(UTC)
-    run_id = uuid.uuid4()
-    values: dict[str, object] = {
-        "run_id": run_id,
-        "root_run_id": run_id,
-        "check_id": "api",
-        "location": "eu-west-1",
-        "kind": "http",
-        "status": "passed",
-        "attempt": 1,
-        "deliveries": 1,
-        "final": True,
-        "scheduled_at": now,
-        "started_at": now,
-        "finished_at": now,
-        "duration_ms": 12.5,
-        "timings": {"ttfb_ms": 3.0},
-        "assertions": [{"passed": True}],
-        "response": {"status_code": 200},
-        "artifacts": [],
-        "worker_version": "0.1.0",
-        "worker_host": "w1",
-        "message_version": 2,
-    }
-    values.update(overrides)
-    return CheckRunRow(**values)
-
-
 def test_run_ids_are_unique(database_url: str) -> None:
     Session = sessions(database_url)
-    row = run_row()
+    row = stored_run()
     with Session.begin() as session:
         session.add(row)
     with pytest.raises(IntegrityError), Session.begin() as session:
-        session.add(run_row(run_id=row.run_id))
+        session.add(stored_run(run_id=row.run_id))
 
 
 def test_times_come_back_aware_and_in_utc(database_url: str) -> None:
     local = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).astimezone(timezone(timedelta(hours=5)))
     Session = sessions(database_url)
     with Session.begin() as session:
-        session.add(run_row(started_at=local))
+        session.add(stored_run(started_at=local))
     with Session() as session:
         stored = session.scalars(select(CheckRunRow.started_at)).one()
     assert stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
@@ -82,7 +53,7 @@ def test_times_come_back_aware_and_in_utc(database_url: str) -> None:
 
 def test_naive_times_are_refused(database_url: str) -> None:
     with pytest.raises(Exception, match="naive"), sessions(database_url).begin() as session:
-        session.add(run_row(started_at=datetime(2026, 1, 1)))
+        session.add(stored_run(started_at=datetime(2026, 1, 1)))
 
 
 def test_latest_runs_of_a_check_use_the_index(postgres_url: str) -> None:
@@ -90,7 +61,7 @@ def test_latest_runs_of_a_check_use_the_index(postgres_url: str) -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
     with Session.begin() as session:
         session.add_all(
-            run_row(
+            stored_run(
                 check_id=f"c{i % 50}",
                 location=("eu-west-1", "us-east-1")[i % 2],
                 started_at=base + timedelta(seconds=i),

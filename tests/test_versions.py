@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.check_cache import CheckCache
 from app.dispatch import run_request_message
-from app.ingest import store_results
+from app.ingest import run_row, store_results
 from app.messages import RunRequest
 from app.sqs import BatchSender, Outgoing, celery_task_body
 from app.storage.db import current_revision, downgrade, engine_for, migrate, sessions
@@ -37,34 +37,10 @@ def old_schema(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def insert_like_the_old_release(url: str) -> uuid.UUID:
     """The previous release's insert: the columns of 0001, nothing else."""
-    run_id = uuid.uuid4()
-    now = datetime.now(UTC)
     table = sa.Table("check_runs", sa.MetaData(), autoload_with=engine_for(url))
-    row = {
-        "run_id": run_id,
-        "root_run_id": run_id,
-        "check_id": "old",
-        "location": "eu-west-1",
-        "kind": "http",
-        "status": "passed",
-        "attempt": 1,
-        "deliveries": 1,
-        "final": True,
-        "scheduled_at": now,
-        "started_at": now,
-        "finished_at": now,
-        "duration_ms": 1.0,
-        "timings": {},
-        "assertions": [],
-        "error": None,
-        "error_kind": None,
-        "response": {},
-        "artifacts": [],
-        "worker_version": "v1",
-        "worker_host": "h",
-        "message_version": 1,
-        "ingested_at": now,
-    }
+    row = run_row(run_result(check_id="old", message_version=1), True, datetime.now(UTC))
+    del row["trigger"]  # added by 0002: the previous release does not know it
+    run_id: uuid.UUID = row["run_id"]
     if engine_for(url).dialect.name == "sqlite":
         row = {
             k: (v.replace(tzinfo=None) if isinstance(v, datetime) else v) for k, v in row.items()

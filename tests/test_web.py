@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,9 +13,9 @@ import yaml
 from app.checks.loader import load_text
 from app.checks.sync import sync
 from app.storage.db import sessions
-from app.storage.models import CheckRunRow
 from app.web import StatusApp, serve
 from tests.conftest import make_settings
+from tests.support.results import stored_run
 
 
 @pytest.fixture
@@ -42,32 +41,15 @@ def site(database_url: str) -> Iterator[str]:
                 settings,
             ),
         )
-    now = datetime.now(UTC)
-    run_id = uuid.uuid4()
     with sessions(database_url).begin() as session:
         session.add(
-            CheckRunRow(
-                run_id=run_id,
-                root_run_id=run_id,
+            stored_run(
                 check_id="shop-home",
-                location="eu-west-1",
-                kind="http",
                 status="failed",
-                attempt=1,
-                deliveries=1,
-                final=True,
-                scheduled_at=now,
-                started_at=now,
-                finished_at=now,
                 duration_ms=42.0,
                 timings={"dns_ms": 1.0},
-                assertions=[],
                 error="boom <b>",
                 response={"status_code": 500},
-                artifacts=[],
-                worker_version="t",
-                worker_host="h",
-                message_version=2,
             )
         )
     server, _ = serve(StatusApp(settings, lambda: b"synmon_up 1\n"), "127.0.0.1", 0)

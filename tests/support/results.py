@@ -6,7 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from app.ingest import run_row
 from app.messages import RunResult
+from app.storage.models import CheckRunRow
 
 
 def run_result(**overrides: Any) -> RunResult:
@@ -25,3 +27,8 @@ def run_result(**overrides: Any) -> RunResult:
     }
     values.update(overrides)
     return RunResult(**values)
+
+
+def stored_run(final: bool = True, **overrides: Any) -> CheckRunRow:
+    """The row of ``check_runs`` that ingest stores for ``run_result(**overrides)``."""
+    return CheckRunRow(**run_row(run_result(**overrides), final, datetime.now(UTC)))
