@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socketserver
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from app.notify import NotificationSender
 from app.storage.db import sessions
 from app.storage.models import ChannelRow, NotificationRow
 from tests.conftest import make_settings
-from tests.support.servers import TargetServer, http_target
+from tests.support.servers import TargetServer, http_target, serving
 
 PAYLOAD = {
     "event": "failure",
@@ -68,13 +67,8 @@ class SMTPHandler(socketserver.StreamRequestHandler):
 def smtp() -> Iterator[Any]:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SMTPHandler)
     server.messages = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

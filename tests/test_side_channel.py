@@ -110,29 +110,24 @@ def celery_cli(side_channel_url: str) -> list[str]:
 def test_inspect_ping_answers_over_the_side_channel(
     pipeline: Pipeline, side_channel_url: str
 ) -> None:
-    def ping() -> str:
-        result = subprocess.run(
-            [*celery_cli(side_channel_url), "inspect", "ping", "--timeout", "3"],
+    def inspect(command: str) -> str:
+        return subprocess.run(
+            [*celery_cli(side_channel_url), "inspect", command, "--timeout", "3"],
             cwd=ROOT,
             env=pipeline.synmon.env,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
-        )
-        return result.stdout if "pong" in result.stdout else ""
+        ).stdout
+
+    def ping() -> str:
+        output = inspect("ping")
+        return output if "pong" in output else ""
 
     output = wait_until(ping, 60, 1, "a pong")
     assert "http-eu-west-1@" in output
-    stats = subprocess.run(
-        [*celery_cli(side_channel_url), "inspect", "active_queues", "--timeout", "3"],
-        cwd=ROOT,
-        env=pipeline.synmon.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    ).stdout
+    stats = inspect("active_queues")
     assert "synmon-test-run-eu-west-1-http" in stats
 
 

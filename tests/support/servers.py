@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from socketserver import BaseServer
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import trustme
@@ -131,8 +132,12 @@ class TargetServer(ThreadingHTTPServer):
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
 
+Served = TypeVar("Served", bound=BaseServer)
+
+
 @contextmanager
-def serving(server: TargetServer) -> Iterator[TargetServer]:
+def serving(server: Served) -> Iterator[Served]:
+    """``server`` answering from a thread until the block ends."""
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
