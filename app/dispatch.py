@@ -6,6 +6,12 @@ and moves its ``next_run_at`` forward in the same transaction that sends its run
 requests. If sending fails the transaction rolls back and the next tick tries again; if
 the process dies after sending and before committing, the slot is sent again under the
 same run id and ingest keeps one result.
+
+A run request that SQS refuses for its content (too long, characters SQS does not take)
+would be refused again on every tick, so it is set aside instead: logged with its check
+id (never its body, which carries the check's definition), counted in
+``synmon_refused_runs_total``, and its check advances to the next slot like the others.
+The checks beside it in the tick are neither rolled back nor delayed.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from sqlalchemy import Text, cast, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.messages import RunRequest, run_request_json, scheduled_run_id
-from app.metrics import DispatchedRun, record_dispatched
+from app.metrics import DispatchedRun, RefusedRun, record_dispatched, record_refused
 from app.schedule import advance
-from app.sqs import BatchSender, Outgoing, celery_task_body
+from app.sqs import BatchSender, Outgoing, SendReport, celery_task_body
 from app.storage.models import CheckRow
 from config.celery import RUN_TASKS
 from config.queues import Kind, max_check_seconds, queue_name
@@ -39,10 +45,12 @@ MAX_ROUNDS_PER_TICK = 50
 class DispatchReport:
     checks: int = 0
     runs: list[DispatchedRun] = field(default_factory=list)
+    refused: list[RefusedRun] = field(default_factory=list)
 
     def add(self, other: DispatchReport) -> None:
         self.checks += other.checks
         self.runs.extend(other.runs)
+        self.refused.extend(other.refused)
 
 
 def locations_for(locations: list[str], run_mode: str, cursor: int) -> tuple[list[str], int]:
@@ -78,7 +86,9 @@ def run_request_message(
     return Outgoing(queue, body, delay_seconds)
 
 
-Send = Callable[[Sequence[Outgoing]], Any]
+# Raises when nothing may count as sent (the round rolls back); returns what SQS
+# refused for its content, if it can tell.
+Send = Callable[[Sequence[Outgoing]], SendReport | Any]
 
 
 DUE_COLUMNS = (
@@ -135,6 +145,8 @@ def dispatch_round(
     if not settings.sqlite:
         query = query.with_for_update(skip_locked=True)
     outgoing: list[Outgoing] = []
+    # id(message) -> (check id, the run it stands for), to name what SQS refuses.
+    origins: dict[int, tuple[str, DispatchedRun]] = {}
     advanced: list[dict[str, Any]] = []
     for (
         check_id,
@@ -156,12 +168,30 @@ def dispatch_round(
                 scheduled_at=slot,
                 dispatched_at=now,
             )
-            outgoing.append(run_request_message(request, settings, check_json=definition))
-            report.runs.append(DispatchedRun(location, kind, (now - slot).total_seconds()))
+            message = run_request_message(request, settings, check_json=definition)
+            run = DispatchedRun(location, kind, (now - slot).total_seconds())
+            outgoing.append(message)
+            origins[id(message)] = (check_id, run)
+            report.runs.append(run)
         advanced.append({"id": check_id, "next_run_at": following, "rr_cursor": next_cursor})
         report.checks += 1
     if outgoing:
-        send(outgoing)
+        sent = send(outgoing)
+        if isinstance(sent, SendReport):
+            for refusal in sent.refused:
+                check_id, run = origins[id(refusal.message)]
+                report.runs.remove(run)
+                report.refused.append(RefusedRun(run.location, run.kind, refusal.code))
+                log.warning(
+                    "run request of check %s for %s refused by SQS (%s: %s); "
+                    "set aside, the check runs again at its next slot",
+                    check_id,
+                    run.location,
+                    refusal.code,
+                    refusal.reason,
+                    extra={"check_id": check_id, "location": run.location, "code": refusal.code},
+                )
+    # Refused checks advance too: the same definition would be refused on every tick.
     advance_rows(session, advanced)
     return report
 
@@ -173,13 +203,14 @@ def dispatch_due(
     now: Callable[[], datetime] | None = None,
 ) -> DispatchReport:
     """Dispatch everything due now, in rounds of ``dispatch_batch_size`` checks."""
-    send = send or BatchSender(settings).send
+    send = send or BatchSender(settings).deliver
     clock = now or (lambda: datetime.now(UTC))
     total = DispatchReport()
     for _ in range(MAX_ROUNDS_PER_TICK):
         with session_factory.begin() as session:
             report = dispatch_round(session, settings, send, clock(), settings.dispatch_batch_size)
         record_dispatched(settings, report.runs)
+        record_refused(settings, report.refused)
         total.add(report)
         if report.checks < settings.dispatch_batch_size:
             break

@@ -5,7 +5,9 @@ Two sources:
 * **Instruments** in the processes that see each event once: ingest counts every
   stored run (``synmon_runs_total{status,location,kind}``, ``synmon_run_duration_seconds``,
   ``synmon_ingest_lag_seconds``); the dispatcher counts every run it sends
-  (``synmon_dispatched_runs_total``, ``synmon_dispatch_lag_seconds``). A process
+  (``synmon_dispatched_runs_total``, ``synmon_dispatch_lag_seconds``) and every run
+  request SQS refused for its content (``synmon_refused_runs_total{location,kind,code}``,
+  set aside: see ``app.dispatch``). A process
   exposes them on ``SYNMON_METRICS_PORT``, or, with ``SYNMON_METRICS_DIR`` (``synmon
   up``), writes them to a folder from which the status page's ``/metrics`` adds up all
   processes (prometheus_client's multiprocess mode).
@@ -47,6 +49,7 @@ class Instruments:
     ingest_lag: Any
     dispatched: Any
     dispatch_lag: Any
+    refused: Any
 
 
 _instruments: Instruments | None = None
@@ -77,6 +80,11 @@ def instruments(settings: Settings) -> Instruments:
                 "From a run's scheduled slot to its dispatch",
                 buckets=LAG_BUCKETS,
             ),
+            refused=Counter(
+                "synmon_refused_runs",
+                "Run requests SQS refused for their content, set aside",
+                ["location", "kind", "code"],
+            ),
         )
     return _instruments
 
@@ -97,6 +105,13 @@ class DispatchedRun:
     lag_s: float
 
 
+@dataclass(frozen=True)
+class RefusedRun:
+    location: str
+    kind: str
+    code: str  # SQS's error code
+
+
 def record_stored(settings: Settings, runs: Sequence[StoredRun]) -> None:
     meters = instruments(settings)
     for run in runs:
@@ -110,6 +125,18 @@ def record_dispatched(settings: Settings, runs: Sequence[DispatchedRun]) -> None
     for run in runs:
         meters.dispatched.labels(run.location, run.kind).inc()
         meters.dispatch_lag.observe(max(0.0, run.lag_s))
+
+
+def record_refused(settings: Settings, runs: Sequence[RefusedRun]) -> None:
+    if not runs:
+        return
+    from app.sqs import CONTENT_REFUSALS
+
+    meters = instruments(settings)
+    for run in runs:
+        # The code comes from the server: a label takes only the values SQS documents.
+        code = run.code if run.code in CONTENT_REFUSALS else "other"
+        meters.refused.labels(run.location, run.kind, code).inc()
 
 
 def serve_process_metrics(settings: Settings) -> None:

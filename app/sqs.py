@@ -16,8 +16,8 @@ import socket
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -207,42 +207,167 @@ class Outgoing:
 
 
 class SendFailed(RuntimeError):
-    """SQS refused some messages of a batch; none of the batch counts as sent."""
+    """SQS did not take some messages, for a reason that may pass (server fault,
+    throttling), or a caller of ``send`` asked that none be refused."""
+
+
+# SQS answers these when the content of a message is at fault: a retry would be
+# refused again. ``SendMessageBatch`` may report them per entry (``SenderFault``) or for
+# the whole call (moto and AWS refuse a batch in which one message is too long).
+CONTENT_REFUSALS = frozenset(
+    {
+        "InvalidMessageContents",
+        "InvalidParameterValue",
+        "MessageTooLong",
+        "BatchRequestTooLong",
+        "InvalidAttributeName",
+        "InvalidAttributeValue",
+    }
+)
+# Whatever SQS says, a refusal reason is logged and stored bounded: never the message.
+MAX_REASON_CHARS = 300
+# Sum of the bodies of one call. SQS allows 1 MiB since 2025 (256 KiB before, and in
+# some SQS-compatible servers still): a bigger message goes in a call of its own.
+MAX_BATCH_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A message SQS refused for its content; it was not sent and will not be."""
+
+    message: Outgoing
+    code: str
+    reason: str
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    refused: list[Refused] = field(default_factory=list)
+
+
+def error_code(error: ClientError) -> str:
+    """SQS's own code (``InvalidParameterValue``), whichever protocol carried it."""
+    details = error.response.get("Error", {})
+    code = str(details.get("QueryErrorCode") or details.get("Code") or "")
+    return code.removeprefix("AWS.SimpleQueueService.")
+
+
+def refuses_content(error: ClientError) -> bool:
+    return error_code(error) in CONTENT_REFUSALS
+
+
+def bounded_reason(text: object) -> str:
+    return " ".join(str(text).split())[:MAX_REASON_CHARS]
+
+
+def chunks(items: Sequence[Outgoing]) -> Iterator[list[Outgoing]]:
+    """Consecutive runs of at most ten messages and ``MAX_BATCH_BYTES``."""
+    chunk: list[Outgoing] = []
+    size = 0
+    for item in items:
+        if chunk and (len(chunk) == SEND_BATCH_SIZE or size + len(item.body) > MAX_BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item.body)
+    if chunk:
+        yield chunk
 
 
 class BatchSender:
-    """Sends messages with ``SendMessageBatch``, ten to a call, grouped by queue."""
+    """Sends messages with ``SendMessageBatch``, grouped by queue, ten to a call.
+
+    ``deliver`` sets aside what SQS refuses for its content and raises on anything else
+    (``ClientError`` for throttling or a server fault, ``SendFailed`` for an entry SQS
+    failed on its side, connection errors as they come), so that a caller can roll back
+    and send the same messages again. ``send`` refuses to set anything aside.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.urls = queue_urls(settings)
 
     def send(self, messages: Iterable[Outgoing]) -> int:
+        report = self.deliver(messages)
+        if report.refused:
+            reasons = "; ".join(f"{r.code}: {r.reason}" for r in report.refused[:3])
+            raise SendFailed(f"{len(report.refused)} message(s) refused: {reasons}")
+        return report.sent
+
+    def deliver(self, messages: Iterable[Outgoing]) -> SendReport:
         by_queue: dict[str, list[Outgoing]] = defaultdict(list)
         for message in messages:
             by_queue[message.queue].append(message)
-        sent = 0
+        report = SendReport()
         for queue, items in by_queue.items():
             sqs = client_for(self.settings, queue)
             url = self.urls(queue)
-            for start in range(0, len(items), SEND_BATCH_SIZE):
-                chunk = items[start : start + SEND_BATCH_SIZE]
-                entries = [
-                    {
-                        "Id": str(index),
-                        "MessageBody": item.body,
-                        **(
-                            {"DelaySeconds": min(MAX_DELAY_SECONDS, item.delay_seconds)}
-                            if item.delay_seconds > 0
-                            else {}
-                        ),
-                    }
-                    for index, item in enumerate(chunk)
-                ]
-                response = sqs.send_message_batch(QueueUrl=url, Entries=entries)
-                failed = response.get("Failed") or []
-                if failed:
-                    reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed[:3])
-                    raise SendFailed(f"{len(failed)} message(s) refused by {queue}: {reasons}")
-                sent += len(chunk)
-        return sent
+            for chunk in chunks(items):
+                self._send_chunk(sqs, url, queue, chunk, report)
+        return report
+
+    def _send_chunk(
+        self, sqs: Any, url: str, queue: str, chunk: list[Outgoing], report: SendReport
+    ) -> None:
+        entries = [
+            {
+                "Id": str(index),
+                "MessageBody": item.body,
+                **(
+                    {"DelaySeconds": min(MAX_DELAY_SECONDS, item.delay_seconds)}
+                    if item.delay_seconds > 0
+                    else {}
+                ),
+            }
+            for index, item in enumerate(chunk)
+        ]
+        try:
+            response = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+        except ClientError as exc:
+            if not refuses_content(exc):
+                raise
+            if len(chunk) == 1:
+                report.refused.append(
+                    Refused(
+                        chunk[0],
+                        error_code(exc),
+                        bounded_reason(exc.response.get("Error", {}).get("Message", "")),
+                    )
+                )
+                return
+            # The call does not say which message is at fault: halve until it does, so
+            # that the others still go out.
+            middle = len(chunk) // 2
+            self._send_chunk(sqs, url, queue, chunk[:middle], report)
+            self._send_chunk(sqs, url, queue, chunk[middle:], report)
+            return
+        refused, failed = split_failures(response, chunk)
+        report.refused.extend(refused)
+        report.sent += len(chunk) - len(refused) - len(failed)
+        if failed:
+            reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed[:3])
+            raise SendFailed(
+                f"{len(failed)} message(s) not taken by {queue}: {bounded_reason(reasons)}"
+            )
+
+
+def split_failures(
+    response: dict[str, Any], chunk: Sequence[Outgoing]
+) -> tuple[list[Refused], list[dict[str, Any]]]:
+    """The failed entries of a ``SendMessageBatch`` answer: (refused for their content,
+    failed on SQS's side). ``SenderFault`` is how SQS tells them apart."""
+    refused: list[Refused] = []
+    failed: list[dict[str, Any]] = []
+    for entry in response.get("Failed") or []:
+        if entry.get("SenderFault"):
+            refused.append(
+                Refused(
+                    chunk[int(entry["Id"])],
+                    str(entry.get("Code") or "SenderFault"),
+                    bounded_reason(entry.get("Message") or ""),
+                )
+            )
+        else:
+            failed.append(entry)
+    return refused, failed
