@@ -1,51 +1,199 @@
-"""The one assertion engine: every check type compares values through ``compare``.
+"""The one assertion engine: every check type compares values through it.
 
-HTTP checks extract a value per assertion source from the response facts; browser steps
-(assert_text, assert_title, assert_url) compare page text with the same function, so a
+HTTP checks select values per assertion source from the response facts; browser steps
+(assert_text, assert_title, assert_url) compare page text with ``compare``, so a
 comparison means the same thing wherever a check author writes it.
+
+The meaning follows Checkly's API check assertions (docs: "Assertions", JSON path
+primer), so a Checkly user's assertion gives the same verdict here:
+
+- A JSONPath may select several values (``$.items[*]``, ``$..price``, filters,
+  slices). Checkly then performs the comparison for every value, joined with AND. A
+  negative comparison (not_equals, not_contains, not_has_key) therefore holds when
+  *no* value satisfies its positive twin.
+- ``.length`` gives the length of an array (or a string), as in the JavaScript engine
+  Checkly uses; ``[(@.length-N)]`` picks the N-th element from the end.
+- Numbers: only real numeric literals compare as numbers, exactly (decimal, not
+  binary floating point); "NaN", "Infinity", "0x10" and "1_000" are text. Two equal
+  strings are always equal.
+- Regular expressions (``matches`` and JSONPath ``=~`` filters) run on RE2, in time
+  linear in the text: a pattern comes from a definition and the text from a target,
+  and either could hang a worker with a backtracking engine.
+- Whatever the response holds, evaluating an assertion never raises: a value that
+  cannot be selected or compared is a failed assertion whose ``error`` says why.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+from jsonpath_ng import DatumInContext, Fields, JSONPath
+from jsonpath_ng.ext.filter import Expression
 from jsonpath_ng.ext.parser import parse as parse_json_path
+from jsonpath_ng.ext.string import Sub
 
+from app import patterns
 from app.checks.models import Assertion
 
 _MISSING = object()
 ACTUAL_REPR_LIMIT = 200
+# How many of several selected values an outcome shows.
+SHOWN_VALUES_LIMIT = 20
+# A JSONPath nested deeper than this is refused at load: jsonpath-ng evaluates nodes
+# recursively, and nothing a check needs comes near it.
+MAX_JSON_PATH_DEPTH = 200
+ERROR_TEXT_LIMIT = 300
+
+POSITIVE_OF_NEGATIVE = {
+    "not_equals": "equals",
+    "not_contains": "contains",
+    "not_has_key": "has_key",
+}
+# Comparisons that hold for a value that is not there (no header, no JSONPath match):
+# nothing is equal to, contains, or has the target; nothing is not empty or not null.
+HOLD_WHEN_MISSING = frozenset({*POSITIVE_OF_NEGATIVE, "is_empty", "is_null"})
+COMPARISONS = frozenset(
+    {
+        *POSITIVE_OF_NEGATIVE,
+        *POSITIVE_OF_NEGATIVE.values(),
+        "greater_than",
+        "less_than",
+        "matches",
+        "is_empty",
+        "not_empty",
+        "is_null",
+        "not_null",
+    }
+)
+
+# A real numeric literal, as JSON and JavaScript's Number() read one (with an optional
+# sign and surrounding blanks). float() also reads "nan", "inf", "1_000" and digits of
+# other scripts; none of those is a number here.
+_NUMBER_LITERAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Checkly's primer picks the last element with the script subscript [(@.length-1)],
+# which jsonpath-ng does not parse; it means the same as the index [-1].
+_FROM_END = re.compile(r"\[\s*\(\s*@\.length\s*-\s*([1-9][0-9]*)\s*\)\s*\]")
+
+
+# ---------------------------------------------------------------- JSONPath
+class _Length(Fields):
+    """``.length``: the length of an array or a string, as in JavaScript.
+
+    On an object it stays the member named ``length``; on anything else it selects
+    nothing.
+    """
+
+    def find(self, datum: Any) -> list[DatumInContext]:
+        datum = DatumInContext.wrap(datum)
+        if isinstance(datum.value, list | str):
+            return [
+                DatumInContext(
+                    len(datum.value), path=Fields._compliant_constructor("length"), context=datum
+                )
+            ]
+        return super().find(datum)
+
+
+class _Re2Expression(Expression):
+    """A filter comparison whose regex operator ``=~`` searches with RE2.
+
+    jsonpath-ng evaluates ``=~`` with Python's backtracking ``re``; every other
+    operator is left to it.
+    """
+
+    def __init__(self, target: JSONPath, op: str, value: str) -> None:
+        super().__init__(target, op, value)
+        self.pattern = patterns.compile_pattern(value)
+
+    def find(self, datum: Any) -> list[DatumInContext]:
+        if self.op != "=~":
+            return list(super().find(datum))  # type: ignore[no-untyped-call]
+        found = self.target.find(DatumInContext.wrap(datum))
+        return [
+            match
+            for match in found
+            if isinstance(match.value, str) and self.pattern.search(match.value) is not None
+        ]
+
+
+def _replacement(node: Any) -> Any:
+    """What ``node`` becomes in an assertion's JSONPath; raises ``ValueError``."""
+    if isinstance(node, Expression) and node.op == "=~":
+        if not isinstance(node.value, str):
+            raise ValueError(f"the regex filter =~ takes a quoted pattern, not {node.value!r}")
+        try:
+            return _Re2Expression(node.target, node.op, node.value)
+        except patterns.PatternError as exc:
+            raise ValueError(f"the regex filter =~ {node.value!r} is {exc}") from None
+    if isinstance(node, Sub):
+        raise ValueError("the `sub()` operator is not supported in assertions")
+    if type(node) is Fields and tuple(node.fields) == ("length",):
+        return _Length._compliant_constructor("length")
+    return node
+
+
+def _rewrite(root: JSONPath) -> JSONPath:
+    """``root`` with each node replaced as ``_replacement`` says, walked without recursion."""
+    root = _replacement(root)
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_PATH_DEPTH:
+            raise ValueError(f"it nests more than {MAX_JSON_PATH_DEPTH} levels deep")
+        for name, value in list(vars(node).items()):
+            if isinstance(value, JSONPath):
+                new = _replacement(value)
+                setattr(node, name, new)
+                stack.append((new, depth + 1))
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    if isinstance(item, JSONPath):
+                        value[index] = new = _replacement(item)
+                        stack.append((new, depth + 1))
+                    elif isinstance(item, tuple):  # sort keys: (path, reverse)
+                        parts = tuple(_replacement(part) for part in item)
+                        value[index] = parts
+                        stack.extend((p, depth + 1) for p in parts if isinstance(p, JSONPath))
+    return root
 
 
 @lru_cache(maxsize=4096)
-def compile_json_path(expression: str) -> Any:
+def compile_json_path(expression: str) -> JSONPath:
     """A compiled JSONPath; raises ``ValueError`` with a readable message."""
     try:
-        return parse_json_path(expression)
-    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # noqa: BLE001 - jsonpath-ng raises bare Exceptions too
+        parsed = parse_json_path(_FROM_END.sub(r"[-\1]", expression))
+        return _rewrite(parsed)
+    except Exception as exc:  # noqa: BLE001 - jsonpath-ng raises bare Exceptions too
         raise ValueError(f"property {expression!r} is not a valid JSONPath: {exc}") from None
 
 
-def _as_number(value: Any) -> float | None:
+# ---------------------------------------------------------------- values
+def _as_number(value: Any) -> Decimal | None:
+    """The exact numeric value of a number or a numeric literal; None for anything else."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        # repr is the shortest text that reads back as this float: 0.1 stays 0.1.
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        if _NUMBER_LITERAL.fullmatch(text):
+            return Decimal(text)
+    return None
 
 
 def _as_text(value: Any) -> str:
     if value is None:
-        return ""
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
@@ -56,43 +204,43 @@ def _as_text(value: Any) -> str:
 
 
 def _is_empty(value: Any) -> bool:
-    return value is None or value is _MISSING or value in ("", [], {})
+    return value is None or value in ("", [], {})
 
 
 def _equals(actual: Any, target: Any) -> bool:
+    if isinstance(actual, str) and isinstance(target, str) and actual == target:
+        return True
     actual_number, target_number = _as_number(actual), _as_number(target)
     if actual_number is not None and target_number is not None:
         return actual_number == target_number
     return _as_text(actual) == _as_text(target)
 
 
-def compare(actual: Any, comparison: str, target: Any = None) -> bool:
-    """Whether ``actual`` satisfies ``comparison`` against ``target``.
+def _contains(actual: Any, target: Any) -> bool:
+    if isinstance(actual, list):
+        return any(_equals(item, target) for item in actual)
+    return _as_text(target) in _as_text(actual)
 
-    A missing value (no such header, no JSONPath match) fails every comparison except
-    the negative ones that it trivially satisfies: not_contains, is_empty, is_null,
-    not_has_key.
-    """
-    if actual is _MISSING:
-        return comparison in ("not_contains", "is_empty", "is_null", "not_has_key")
+
+def _has_key(value: Any, key: str) -> bool:
+    if isinstance(value, CaseInsensitive):
+        return value.lookup(key) is not _MISSING
+    return isinstance(value, Mapping) and key in value
+
+
+def _compare_one(actual: Any, comparison: str, target: Any) -> bool:
     match comparison:
         case "equals":
             return _equals(actual, target)
-        case "not_equals":
-            return not _equals(actual, target)
         case "greater_than" | "less_than":
             a, t = _as_number(actual), _as_number(target)
             if a is None or t is None:
                 return False
             return a > t if comparison == "greater_than" else a < t
-        case "contains" | "not_contains":
-            if isinstance(actual, list):
-                found = any(_equals(item, target) for item in actual)
-            else:
-                found = _as_text(target) in _as_text(actual)
-            return found if comparison == "contains" else not found
+        case "contains":
+            return _contains(actual, target)
         case "matches":
-            return re.search(str(target), _as_text(actual)) is not None
+            return patterns.search(str(target), _as_text(actual))
         case "is_empty":
             return _is_empty(actual)
         case "not_empty":
@@ -101,16 +249,34 @@ def compare(actual: Any, comparison: str, target: Any = None) -> bool:
             return actual is None
         case "not_null":
             return actual is not None
-        case "has_key" | "not_has_key":
-            present = isinstance(actual, Mapping) and _has_key(actual, str(target))
-            return present if comparison == "has_key" else not present
+        case "has_key":
+            return _has_key(actual, str(target))
     raise ValueError(f"unknown comparison {comparison!r}")
 
 
-def _has_key(mapping: Mapping[str, Any], key: str) -> bool:
-    if isinstance(mapping, CaseInsensitive):
-        return mapping.lookup(key) is not _MISSING
-    return key in mapping
+def compare_values(values: Sequence[Any], comparison: str, target: Any = None) -> bool:
+    """Whether the selected ``values`` satisfy ``comparison`` against ``target``.
+
+    Every value must satisfy it (Checkly's AND over a JSONPath's values), and at least
+    one must be there. A negative comparison holds when no value satisfies its positive
+    twin; it, is_empty and is_null also hold when nothing was selected.
+    """
+    if comparison not in COMPARISONS:
+        raise ValueError(f"unknown comparison {comparison!r}")
+    positive = POSITIVE_OF_NEGATIVE.get(comparison)
+    if positive is not None:
+        return not any(_compare_one(value, positive, target) for value in values)
+    if not values:
+        return comparison in HOLD_WHEN_MISSING
+    return all(_compare_one(value, comparison, target) for value in values)
+
+
+def compare(actual: Any, comparison: str, target: Any = None) -> bool:
+    """Whether one value ``actual`` satisfies ``comparison`` against ``target``.
+
+    ``matches`` raises ``patterns.PatternError`` for a pattern RE2 cannot compile.
+    """
+    return compare_values([] if actual is _MISSING else [actual], comparison, target)
 
 
 class CaseInsensitive(dict[str, Any]):
@@ -124,6 +290,11 @@ class CaseInsensitive(dict[str, Any]):
         return _MISSING
 
 
+# ---------------------------------------------------------------- responses
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 @dataclass
 class ResponseFacts:
     """What an HTTP check observed, in the shape the assertion sources read."""
@@ -134,14 +305,26 @@ class ResponseFacts:
     response_time_ms: float
     tls_days_until_expiry: float | None = None
     _json: Any = field(default=_MISSING, repr=False)
+    _json_error: str | None = field(default=None, repr=False)
 
     def json_body(self) -> Any:
+        """The parsed body, or ``_NOT_JSON`` (``json_error`` then says why)."""
         if self._json is _MISSING:
             try:
-                self._json = json.loads(self.text)
-            except ValueError:
+                # Strict JSON, as JSON.parse reads it: NaN and Infinity are not values.
+                self._json = json.loads(self.text, parse_constant=_refuse_constant)
+            except RecursionError:
+                self._json, self._json_error = _NOT_JSON, "nested too deeply"
+            except ValueError as exc:
                 self._json = _NOT_JSON
+                if "is not a JSON value" in str(exc):
+                    self._json_error = str(exc)
         return self._json
+
+    @property
+    def json_error(self) -> str:
+        reason = f" ({self._json_error})" if self._json_error else ""
+        return f"the response body is not JSON{reason}"
 
 
 _NOT_JSON = object()
@@ -169,60 +352,110 @@ class AssertionOutcome:
         }
 
 
-def _shown(value: Any) -> Any:
-    """The actual value as it goes into a result: bounded, JSON-safe."""
-    if value is _MISSING:
-        return None
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value[:ACTUAL_REPR_LIMIT] if isinstance(value, str) else value
-    text = _as_text(value)
+def _bounded(text: str) -> str:
     return text if len(text) <= ACTUAL_REPR_LIMIT else text[:ACTUAL_REPR_LIMIT] + "…"
 
 
-def extract(assertion: Assertion, facts: ResponseFacts) -> tuple[Any, str | None]:
-    """The value an assertion reads from the response, or an error explaining why not."""
+def _shown(value: Any) -> Any:
+    """One value as it goes into a result: bounded, JSON-safe."""
+    if isinstance(value, str):
+        return value[:ACTUAL_REPR_LIMIT]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return _bounded(_as_text(value))
+
+
+def _shown_values(values: Sequence[Any]) -> Any:
+    """The selected values in a result: the value itself when there is one."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return _shown(values[0])
+    shown = [_shown(value) for value in values[:SHOWN_VALUES_LIMIT]]
+    if len(values) > SHOWN_VALUES_LIMIT:
+        shown.append(f"… {len(values) - SHOWN_VALUES_LIMIT} more")
+    return shown
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= ERROR_TEXT_LIMIT else text[:ERROR_TEXT_LIMIT] + "…"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The values an assertion reads from a response, or why it could not read them."""
+
+    values: list[Any]
+    error: str | None = None
+
+
+def _select_json(path: str, facts: ResponseFacts) -> Selection:
+    document = facts.json_body()
+    if document is _NOT_JSON:
+        return Selection([], facts.json_error)
+    try:
+        compiled = compile_json_path(path)
+    except ValueError as exc:
+        return Selection([], str(exc))
+    try:
+        return Selection([match.value for match in compiled.find(document)])
+    except Exception as exc:  # noqa: BLE001 - jsonpath-ng raises whatever the data provokes
+        return Selection(
+            [], f"JSONPath {path!r} could not be evaluated on this response: {_error_text(exc)}"
+        )
+
+
+def select(assertion: Assertion, facts: ResponseFacts) -> Selection:
+    """The values ``assertion`` compares: none when missing, several from a JSONPath."""
     match assertion.source:
         case "status_code":
-            return facts.status_code, None
+            return Selection([facts.status_code])
         case "response_time":
-            return round(facts.response_time_ms, 1), None
+            return Selection([round(facts.response_time_ms, 1)])
         case "text_body":
-            return facts.text, None
+            return Selection([facts.text])
         case "headers":
             headers = CaseInsensitive(facts.headers)
             if assertion.comparison in ("has_key", "not_has_key"):
-                return headers, None
-            return headers.lookup(assertion.property or ""), None
+                return Selection([headers])
+            value = headers.lookup(assertion.property or "")
+            return Selection([] if value is _MISSING else [value])
         case "tls_certificate":
             if facts.tls_days_until_expiry is None:
-                return _MISSING, "no TLS certificate: the request was not made over https"
-            return round(facts.tls_days_until_expiry, 2), None
+                return Selection([], "no TLS certificate: the request was not made over https")
+            return Selection([round(facts.tls_days_until_expiry, 2)])
         case "json_body":
-            document = facts.json_body()
-            if document is _NOT_JSON:
-                return _MISSING, "the response body is not JSON"
-            path = assertion.property or "$"
-            matches = [m.value for m in compile_json_path(path).find(document)]
-            if not matches:
-                return _MISSING, None
-            return (matches[0] if len(matches) == 1 else matches), None
+            return _select_json(assertion.property or "$", facts)
     raise ValueError(f"unknown source {assertion.source!r}")
 
 
-def evaluate(assertions: Sequence[Assertion], facts: ResponseFacts) -> list[AssertionOutcome]:
-    outcomes = []
-    for assertion in assertions:
-        actual, error = extract(assertion, facts)
-        passed = error is None and compare(actual, assertion.comparison, assertion.target)
-        outcomes.append(
-            AssertionOutcome(
-                source=assertion.source,
-                property=assertion.property,
-                comparison=assertion.comparison,
-                target=assertion.target,
-                actual=None if isinstance(actual, CaseInsensitive) else _shown(actual),
-                passed=passed,
-                error=error,
-            )
-        )
-    return outcomes
+def _evaluate_one(assertion: Assertion, facts: ResponseFacts) -> AssertionOutcome:
+    values: list[Any] = []
+    try:
+        selection = select(assertion, facts)
+        values, error = selection.values, selection.error
+        passed = error is None and compare_values(values, assertion.comparison, assertion.target)
+    except patterns.PatternError as exc:
+        passed, error = False, f"target is {exc}"
+    except Exception as exc:  # noqa: BLE001 - a bad value fails its assertion, never the run
+        passed, error = False, f"the assertion could not be evaluated: {_error_text(exc)}"
+    shown_values = [] if any(isinstance(v, CaseInsensitive) for v in values) else values
+    try:
+        actual = _shown_values(shown_values)
+    except Exception:  # noqa: BLE001 - e.g. a value too deeply nested to print
+        actual = None
+    return AssertionOutcome(
+        source=assertion.source,
+        property=assertion.property,
+        comparison=assertion.comparison,
+        target=assertion.target,
+        actual=actual,
+        passed=passed,
+        error=error,
+    )
+
+
+def evaluate(assertions: Iterable[Assertion], facts: ResponseFacts) -> list[AssertionOutcome]:
+    """One outcome per assertion; never raises, whatever the response holds."""
+    return [_evaluate_one(assertion, facts) for assertion in assertions]

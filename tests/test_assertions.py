@@ -41,7 +41,11 @@ FACTS = ResponseFacts(
         ("json_body", "$.nested.flag", "equals", "true", True),
         ("json_body", "$.absent", "equals", "x", False),
         ("json_body", "$.absent", "is_null", None, True),
-        ("json_body", "$.items[*]", "contains", 3, True),
+        # $.items[*] selects three values and each must satisfy the comparison
+        # (Checkly's rule): "1" does not contain "3". $.items, one array, contains 3.
+        ("json_body", "$.items[*]", "contains", 3, False),
+        ("json_body", "$.items", "contains", 3, True),
+        ("json_body", "$.items[*]", "less_than", 4, True),
         ("json_body", None, "has_key", "status", True),
         ("headers", "content-type", "contains", "json", True),
         ("headers", "CONTENT-TYPE", "not_contains", "xml", True),
