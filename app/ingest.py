@@ -38,8 +38,14 @@ from app.messages import (
 from app.metrics import StoredRun, record_stored
 from app.retries import decide_retry
 from app.sqs import BatchSender, Outgoing, client_for, queue_urls
-from app.state import CheckState, apply_result
-from app.state_store import lock_states, newest_final_runs, save_states
+from app.state import CheckState, LocationState, apply_to_location, derive
+from app.state_store import (
+    Pair,
+    location_states,
+    lock_states,
+    newest_final_runs,
+    save_states,
+)
 from app.storage.bulk import insert_ignoring_conflicts, table_of
 from app.storage.models import CheckRunRow, NotificationRow, OutboxRow
 from config.queues import queue_name
@@ -96,13 +102,16 @@ def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
 RUNS = table_of(CheckRunRow)
 
 
-def _notification_payload(check: Check, result: RunResult, event: str) -> dict[str, Any]:
+def _notification_payload(
+    check: Check, result: RunResult, event: str, failing_locations: list[str]
+) -> dict[str, Any]:
     return {
         "event": event,
         "check_id": check.id,
         "check_name": check.name or check.id,
         "status": result.status,
         "location": result.location,
+        "failing_locations": failing_locations,
         "run_id": str(result.run_id),
         "started_at": result.started_at.isoformat(),
         "duration_ms": result.duration_ms,
@@ -113,12 +122,17 @@ def _notification_payload(check: Check, result: RunResult, event: str) -> dict[s
 
 @dataclass
 class _Guard:
-    """What deciding a check's state needs, gathered before this batch's runs are stored."""
+    """What deciding the states needs, gathered before this batch's runs are stored."""
 
     states: dict[str, CheckState]  # locked until the transaction ends
-    # For the checks that a result of the batch could move: when their newest stored
-    # final run started (None if they have none).
-    newest: dict[str, datetime | None]
+    # Every stored location state of those checks (the check's lock covers them).
+    locations: dict[Pair, LocationState]
+    # For the (check, location) pairs that a result of the batch could move: when their
+    # newest stored final run started (None if they have none).
+    newest: dict[Pair, datetime | None]
+
+    def of_check(self, check_id: str) -> dict[str, LocationState]:
+        return {loc: s for (c, loc), s in self.locations.items() if c == check_id}
 
 
 def _guard(
@@ -131,11 +145,16 @@ def _guard(
     runs of these checks stored before ours are committed by now, and visible.
     """
     states = lock_states(session, {r.check_id for r in finals}, now)
-    # A result can move its check only if it would move the stored state on its own:
-    # until one does, the state stays as stored. Only those checks need the newest run.
-    movable = {r.check_id for r in finals if _moves(states[r.check_id], known.get(r.check_id), r)}
+    locations = location_states(session, {(r.check_id, r.location) for r in finals}, states, now)
+    # A result can move a state only if it would move its location's stored state on its
+    # own: until one does, the states stay as stored. Only those need the newest run.
+    movable = {(r.check_id, r.location) for r in finals if _moves(locations[_pair(r)], r)}
     newest = newest_final_runs(session, movable)
-    return _Guard(states, {check_id: newest.get(check_id) for check_id in movable})
+    return _Guard(states, locations, {pair: newest.get(pair) for pair in movable})
+
+
+def _pair(result: RunResult) -> Pair:
+    return (result.check_id, result.location)
 
 
 def _move_states(
@@ -145,25 +164,36 @@ def _move_states(
     known: dict[str, Check],
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Apply the final results (oldest first) to their checks' states; the notification
-    rows they cause. See app.state_store for why most results write nothing."""
+    """Apply the final results (oldest first) to their locations' states and derive their
+    checks' verdicts; the notification rows they cause. See app.state_store for why most
+    results write nothing."""
     notifications: list[dict[str, Any]] = []
     moved: dict[str, CheckState] = {}
+    moved_locations: dict[Pair, LocationState] = {}
     for result in finals:
-        if result.check_id not in guard.newest:
+        pair = _pair(result)
+        if pair not in guard.newest:
             continue
-        state = guard.states[result.check_id]
-        bounds = (state.last_run_at, guard.newest[result.check_id])
+        location = guard.locations[pair]
+        bounds = (location.last_run_at, guard.newest[pair])
         if any(bound is not None and result.started_at < bound for bound in bounds):
             continue  # a late result of an older run does not move the state back
-        definition = known.get(result.check_id)
-        after = state.copy()
-        events = apply_result(after, definition, result)
-        if after.verdict == state.verdict:
+        after = location.copy()
+        apply_to_location(after, result)
+        if after.verdict == location.verdict:
             continue  # nothing to write: the row keeps naming the run that last moved it
-        guard.states[result.check_id] = moved[result.check_id] = after
+        guard.locations[pair] = moved_locations[pair] = after
+        definition = known.get(result.check_id)
+        state = guard.states[result.check_id]
+        derived = state.copy()
+        locations = guard.of_check(result.check_id)
+        events = derive(derived, locations, definition, result)
+        if derived.verdict != state.verdict:
+            guard.states[result.check_id] = moved[result.check_id] = derived
+        failing = sorted(name for name, s in locations.items() if s.status == "failing")
         for event in events:
             assert definition is not None
+            payload = _notification_payload(definition, result, event.kind, failing)
             for channel in event.channels:
                 notifications.append(
                     {
@@ -171,21 +201,21 @@ def _move_states(
                         "channel_id": channel,
                         "event": event.kind,
                         "run_id": result.run_id,
-                        "payload": _notification_payload(definition, result, event.kind),
+                        "payload": payload,
                         "status": "pending",
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created_at": now,
                     }
                 )
-    save_states(session, moved.values(), now)
+    save_states(session, moved.values(), moved_locations.values(), now)
     return notifications
 
 
-def _moves(state: CheckState, check: Check | None, result: RunResult) -> bool:
-    trial = state.copy()
-    apply_result(trial, check, result)
-    return trial.verdict != state.verdict
+def _moves(location: LocationState, result: RunResult) -> bool:
+    trial = location.copy()
+    apply_to_location(trial, result)
+    return trial.verdict != location.verdict
 
 
 def store_results(

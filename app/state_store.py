@@ -20,12 +20,14 @@ from datetime import datetime
 from sqlalchemy import null, select
 from sqlalchemy.orm import Session
 
-from app.state import CheckState
+from app.state import CheckState, LocationState
 from app.storage.bulk import insert_ignoring_conflicts, is_postgres, one_of, table_of, upsert
-from app.storage.models import CheckRunRow, CheckStateRow
+from app.storage.models import CheckLocationStateRow, CheckRunRow, CheckStateRow
 
 STATES = table_of(CheckStateRow)
+LOCATIONS = table_of(CheckLocationStateRow)
 RUNS = table_of(CheckRunRow)
+Pair = tuple[str, str]  # (check id, location)
 
 
 def lock_states(
@@ -46,7 +48,7 @@ def lock_states(
 
 def _select_states(session: Session, ordered: list[str]) -> dict[str, CheckState]:
     # In CheckState's field order, but for last_run_id: it is only ever written
-    # (apply_result sets it on every state it moves), so it is not read back, and parsing
+    # (derive sets it on every state it moves), so it is not read back, and parsing
     # one UUID per result was a tenth of this query's cost.
     columns = [
         STATES.c.check_id,
@@ -65,24 +67,72 @@ def _select_states(session: Session, ordered: list[str]) -> dict[str, CheckState
     return {row[0]: CheckState(*row) for row in session.execute(query)}
 
 
-def newest_final_runs(session: Session, check_ids: Collection[str]) -> dict[str, datetime]:
-    """When the newest stored final run of each check started."""
-    if not check_ids:
+def location_states(
+    session: Session, pairs: Collection[Pair], checks: dict[str, CheckState], now: datetime
+) -> dict[Pair, LocationState]:
+    """The states of ``pairs``, created (from their check's state) if missing.
+
+    Call with the checks' states locked (``lock_states``): that lock covers them.
+    """
+    if not pairs:
+        return {}
+    states = _select_locations(session, {check_id for check_id, _ in pairs})
+    missing = sorted(pair for pair in pairs if pair not in states)
+    if missing:
+        fresh = [LocationState.seeded(checks[c], location).as_row(now) for c, location in missing]
+        insert_ignoring_conflicts(session, LOCATIONS, fresh, ["check_id", "location"])
+        states.update(_select_locations(session, {check_id for check_id, _ in missing}))
+    return states
+
+
+def _select_locations(session: Session, check_ids: Collection[str]) -> dict[Pair, LocationState]:
+    # In LocationState's field order; last_run_id is only ever written, as in _select_states.
+    columns = [
+        LOCATIONS.c.check_id,
+        LOCATIONS.c.location,
+        LOCATIONS.c.status,
+        null().label("last_run_id"),
+        LOCATIONS.c.last_status,
+        LOCATIONS.c.last_run_at,
+        LOCATIONS.c.consecutive_failures,
+    ]
+    query = select(*columns).where(one_of(session, LOCATIONS.c.check_id, sorted(check_ids)))
+    return {(row[0], row[1]): LocationState(*row) for row in session.execute(query)}
+
+
+def newest_final_runs(session: Session, pairs: Collection[Pair]) -> dict[Pair, datetime]:
+    """When the newest stored final run of each (check, location) started."""
+    if not pairs:
         return {}
     newest = (
         select(RUNS.c.started_at)
-        .where(RUNS.c.check_id == STATES.c.check_id, RUNS.c.final)
+        .where(
+            RUNS.c.check_id == LOCATIONS.c.check_id,
+            RUNS.c.location == LOCATIONS.c.location,
+            RUNS.c.final,
+        )
         .order_by(RUNS.c.started_at.desc())
         .limit(1)
-        .correlate(STATES)
+        .correlate(LOCATIONS)
         .scalar_subquery()
     )
-    query = select(STATES.c.check_id, newest).where(
-        one_of(session, STATES.c.check_id, sorted(check_ids))
+    query = select(LOCATIONS.c.check_id, LOCATIONS.c.location, newest).where(
+        one_of(session, LOCATIONS.c.check_id, sorted({check_id for check_id, _ in pairs}))
     )
-    return {check_id: started for check_id, started in session.execute(query) if started}
+    wanted = set(pairs)
+    return {
+        (check_id, location): started
+        for check_id, location, started in session.execute(query)
+        if started and (check_id, location) in wanted
+    }
 
 
-def save_states(session: Session, states: Iterable[CheckState], now: datetime) -> None:
-    """Write the states that moved, in one statement."""
+def save_states(
+    session: Session,
+    states: Iterable[CheckState],
+    locations: Iterable[LocationState],
+    now: datetime,
+) -> None:
+    """Write the states that moved, one statement per table."""
     upsert(session, STATES, [state.as_row(now) for state in states], ["check_id"])
+    upsert(session, LOCATIONS, [state.as_row(now) for state in locations], ["check_id", "location"])

@@ -162,6 +162,22 @@ class CheckStateRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CheckLocationStateRow(Base):
+    """The state of one location of a check; the check's own state is derived from these."""
+
+    __tablename__ = "check_location_state"
+
+    check_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    location: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # passing | degraded | failing | unknown: the last final result at this location.
+    status: Mapped[str] = mapped_column(String(16), default="unknown")
+    last_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class NotificationRow(Base):
     """The notification outbox: written with the result that caused it, sent afterwards."""
 
