@@ -11,6 +11,8 @@ import click
 from config.settings import ConfigError, Settings, get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from app.storage.models import CheckRunRow
 
 
@@ -217,18 +219,54 @@ def stats(since: str, group_by: str, as_json: bool) -> None:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     with sessions(settings.database_url)() as session:
         rows = run_stats(session, window, "check" if group_by == "check" else "location")
+        # Per check, its state now and each location's: which region is failing.
+        states = _states(session, [row.key for row in rows]) if group_by == "check" else {}
     if as_json:
-        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        documents = [row.as_dict() for row in rows]
+        for document in documents:
+            if document["key"] in states:
+                document["state"], document["location_states"] = states[document["key"]]
+        click.echo(json.dumps(documents, indent=2))
         return
+    state_header = f" {'state':<9} locations" if group_by == "check" else ""
     click.echo(
         f"{group_by:<28} {'runs':>7} {'passed':>7} {'degraded':>8} {'failed':>7} {'success':>8} "
-        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}{state_header}"
     )
     for row in rows:
+        state = ""
+        if row.key in states:
+            status, locations = states[row.key]
+            state = f" {status:<9} " + ", ".join(f"{k} {v}" for k, v in locations.items())
         click.echo(
             f"{row.key:<28} {row.runs:>7} {row.passed:>7} {row.degraded:>8} {row.failed:>7} "
             f"{row.success_ratio:>8.1%} {row.p50_ms:>8.0f} {row.p95_ms:>8.0f} {row.p99_ms:>8.0f}"
+            f"{state}"
         )
+
+
+def _states(session: Session, check_ids: list[str]) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each check's state and its locations' (location -> status), for the checks given."""
+    from sqlalchemy import select
+
+    from app.state import location_states
+    from app.state_store import stored_location_states
+    from app.storage.models import CheckRow, CheckStateRow
+
+    settings = settings_or_exit()
+    stored = stored_location_states(session, check_ids)
+    rows = session.execute(
+        select(CheckRow.id, CheckRow.locations, CheckStateRow.status)
+        .outerjoin(CheckStateRow, CheckStateRow.check_id == CheckRow.id)
+        .where(CheckRow.id.in_(check_ids))
+    ).all()
+    return {
+        check_id: (
+            status or "unknown",
+            location_states(locations, stored.get(check_id, {}), settings.locations),
+        )
+        for check_id, locations, status in rows
+    }
 
 
 @main.group()
@@ -365,6 +403,11 @@ def runs(check_id: str | None, since: str, limit: int, as_json: bool) -> None:
         query = query.where(CheckRunRow.check_id == check_id)
     with sessions(settings.database_url)() as session:
         rows = session.scalars(query).all()
+        states = _states(session, [check_id]) if check_id and not as_json else {}
+    if check_id in states:
+        status, locations = states[check_id]
+        where = ", ".join(f"{k} {v}" for k, v in locations.items())
+        click.echo(f"{check_id}: {status} ({where})")
     if as_json:
         from app.web import run_document
 

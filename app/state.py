@@ -22,7 +22,7 @@ same location (at most six periods).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -163,7 +163,7 @@ def derive(
 
 
 def location_states(
-    check_locations: list[str], stored: Mapping[str, str], default: list[str]
+    check_locations: Sequence[str], stored: Mapping[str, str], default: Sequence[str]
 ) -> dict[str, str]:
     """Each location of a check with its status (unknown where none has reported)."""
     names = check_locations or default

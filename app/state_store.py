@@ -136,3 +136,16 @@ def save_states(
     """Write the states that moved, one statement per table."""
     upsert(session, STATES, [state.as_row(now) for state in states], ["check_id"])
     upsert(session, LOCATIONS, [state.as_row(now) for state in locations], ["check_id", "location"])
+
+
+def stored_location_states(
+    session: Session, check_ids: Collection[str] | None = None
+) -> dict[str, dict[str, str]]:
+    """Each check's stored location states, as location -> status (all checks if None)."""
+    query = select(LOCATIONS.c.check_id, LOCATIONS.c.location, LOCATIONS.c.status)
+    if check_ids is not None:
+        query = query.where(one_of(session, LOCATIONS.c.check_id, sorted(check_ids)))
+    by_check: dict[str, dict[str, str]] = {}
+    for check_id, location, status in session.execute(query):
+        by_check.setdefault(check_id, {})[location] = status
+    return by_check

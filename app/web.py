@@ -25,10 +25,15 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from sqlalchemy import func, select, text
 
 from app.checks.durations import parse_duration
+from app.state import location_states
+from app.state_store import stored_location_states
 from app.storage.db import sessions
 from app.storage.models import CheckRow, CheckRunRow, CheckStateRow
 from config.settings import Settings
 
+# Further back than any retention: beyond it a window is a typo, and beyond datetime's
+# range it would not even be a date.
+MAX_WINDOW = timedelta(days=3660)
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 RUN_FIELDS = (
     "run_id",
@@ -81,8 +86,17 @@ class StatusApp:
         self.metrics = metrics
 
     def _window(self, query: dict[str, list[str]]) -> tuple[datetime, int]:
-        since = parse_duration(query.get("since", ["1h"])[0])
-        limit = max(1, min(1000, int(query.get("limit", ["100"])[0])))
+        """The ``since`` and ``limit`` parameters; ``ValueError`` naming the one at fault."""
+        try:
+            since = parse_duration(query.get("since", ["1h"])[0])
+        except ValueError as exc:
+            raise ValueError(f"since: {exc}") from None
+        if since > MAX_WINDOW.total_seconds():
+            raise ValueError(f"since: at most {MAX_WINDOW.days} days")
+        raw_limit = query.get("limit", ["100"])[0]
+        if not raw_limit.isdigit() or len(raw_limit) > 6:
+            raise ValueError("limit: must be a whole number from 1 to 1000")
+        limit = max(1, min(1000, int(raw_limit)))
         return datetime.now(UTC) - timedelta(seconds=since), limit
 
     def checks(self) -> list[dict[str, Any]]:
@@ -100,6 +114,7 @@ class StatusApp:
                 .outerjoin(CheckStateRow, CheckStateRow.check_id == CheckRow.id)
                 .order_by(CheckRow.id)
             ).all()
+            by_location = stored_location_states(session)
         return [
             {
                 "id": check.id,
@@ -113,6 +128,9 @@ class StatusApp:
                 "last_status": state.last_status if state else None,
                 "last_run_at": last_run_at,
                 "consecutive_failures": state.consecutive_failures if state else 0,
+                "location_states": location_states(
+                    check.locations, by_location.get(check.id, {}), self.settings.locations
+                ),
             }
             for check, state, last_run_at in rows
         ]
@@ -159,16 +177,10 @@ class StatusApp:
         checks = self.checks()
         since = datetime.now(UTC) - timedelta(hours=1)
         recent = self.runs(None, since, 50)
-        colour = {
-            "passing": "#2e7d32",
-            "degraded": "#ed6c02",
-            "failing": "#c62828",
-            "unknown": "#777",
-        }
         check_rows = "".join(
             f"<tr><td>{html.escape(c['name'])}</td><td>{c['type']}</td>"
-            f"<td style='color:{colour.get(c['state'], '#777')}'><b>{c['state']}</b></td>"
-            f"<td>{html.escape(', '.join(c['locations']))}</td>"
+            f"<td style='color:{_colour(c['state'])}'><b>{c['state']}</b></td>"
+            f"<td>{_location_cells(c['location_states'])}</td>"
             f"<td>{c['last_run_at'] or '-'}</td></tr>"
             for c in checks
         )
@@ -181,6 +193,7 @@ class StatusApp:
         return PAGE.format(check_rows=check_rows, run_rows=run_rows)
 
 
+COLOURS = {"passing": "#2e7d32", "degraded": "#ed6c02", "failing": "#c62828", "unknown": "#777"}
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>synmon</title>
 <meta http-equiv="refresh" content="10">
 <style>
@@ -196,6 +209,18 @@ td, th {{padding: .2em .8em; text-align: left}}
 {run_rows}</table>
 <p>JSON: <a href="/api/checks">/api/checks</a>, <a href="/api/runs">/api/runs</a></p>
 </body></html>"""
+
+
+def _colour(state: str) -> str:
+    return COLOURS.get(state, COLOURS["unknown"])
+
+
+def _location_cells(states: dict[str, str]) -> str:
+    """Each location with its state in words, so that colour is never the only signal."""
+    return ", ".join(
+        f"<span style='color:{_colour(state)}'>{html.escape(location)}: {state}</span>"
+        for location, state in states.items()
+    )
 
 
 class _Server(ThreadingMixIn, WSGIServer):

@@ -6,7 +6,9 @@ batch) and reads what was written: states, location states and notifications.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,6 +22,7 @@ from app.messages import RunResult
 from app.storage.db import sessions
 from app.storage.models import CheckLocationStateRow, CheckStateRow, NotificationRow
 from tests.conftest import make_settings
+from tests.support.processes import Synmon
 from tests.support.results import run_result
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -216,3 +219,25 @@ def test_an_alert_opened_by_the_release_before_stays_open(database_url: str) -> 
     assert state(env) == ("failing", True)
     store(env, [result("passed", EU, 1), result("passed", US, 1)])
     assert events(env) == ["recovery"]
+
+
+def test_the_commands_show_each_location(database_url: str, tmp_path: Path) -> None:
+    env = prepare(database_url)
+    now = datetime.now(UTC)
+    for location, status in ((EU, "failed"), (US, "passed")):
+        store(env, [run_result(status=status, location=location, started_at=now)])
+    synmon = Synmon(
+        {
+            "SYNMON_DATABASE_URL": database_url,
+            "SYNMON_ENV": "test",
+            "SYNMON_LOCATIONS": f"{EU},{US},{AP}",
+        },
+        tmp_path,
+    )
+    (row,) = json.loads(synmon.command("stats", "--by", "check", "--json").stdout)
+    assert (row["key"], row["state"]) == ("api", "failing")
+    assert row["location_states"] == {EU: "failing", US: "passing"}
+    table = synmon.command("stats", "--by", "check").stdout
+    assert f"{EU} failing, {US} passing" in table
+    header = synmon.command("runs", "--check", "api").stdout.splitlines()[0]
+    assert header == f"api: failing ({EU} failing, {US} passing)"

@@ -84,3 +84,72 @@ def test_pages_and_api(site: str, tmp_path: Path) -> None:
     assert requests.get(site + "/nope", timeout=10).status_code == 404
     # The demo target is `synmon up`'s alone: no sign-in form on a real status page.
     assert requests.get(site + "/demo/login", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("since=soon", "since"),
+        ("since=99999999999h", "since"),
+        ("since=1e400", "since"),
+        ("since=-5m", "since"),
+        ("limit=abc", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=" + "9" * 5000, "limit"),
+        ("limit=1.5", "limit"),
+    ],
+)
+def test_a_bad_query_parameter_is_a_400_naming_it(site: str, query: str, parameter: str) -> None:
+    for path in ("/api/runs", "/api/checks/shop-home/runs"):
+        answer = requests.get(f"{site}{path}?{query}", timeout=10)
+        assert answer.status_code == 400, (path, query, answer.text[:200])
+        assert answer.json()["error"].startswith(f"{parameter}: ")
+
+
+def test_each_location_shows_its_own_state(database_url: str) -> None:
+    from app.check_cache import CheckCache
+    from app.ingest import store_results
+    from tests.support.results import run_result
+
+    settings = make_settings(
+        SYNMON_DATABASE_URL=database_url, SYNMON_LOCATIONS="eu-west-1,us-east-1,ap-south-1"
+    )
+    text = yaml.safe_dump(
+        {
+            "checks": [
+                {
+                    "id": "api",
+                    "type": "http",
+                    "locations": ["eu-west-1", "us-east-1", "ap-south-1"],
+                    "request": {"url": "https://api.example"},
+                    "retry": {"strategy": "none"},
+                }
+            ]
+        }
+    )
+    with sessions(database_url)() as session:
+        sync(session, load_text(text, "c.yaml", settings))
+    with sessions(database_url).begin() as session:
+        store_results(
+            session,
+            [
+                run_result(location="eu-west-1", status="failed", error="refused"),
+                run_result(location="us-east-1", status="degraded"),
+            ],
+            settings,
+            CheckCache(),
+        )
+    server, _ = serve(StatusApp(settings), "127.0.0.1", 0)
+    try:
+        site = f"http://127.0.0.1:{server.server_address[1]}"
+        (check,) = requests.get(site + "/api/checks", timeout=10).json()
+        assert check["state"] == "failing"
+        assert check["location_states"] == {
+            "eu-west-1": "failing",
+            "us-east-1": "degraded",
+            "ap-south-1": "unknown",
+        }
+        page = requests.get(site + "/", timeout=10).text
+        assert "eu-west-1: failing" in page and "ap-south-1: unknown" in page
+    finally:
+        server.shutdown()
