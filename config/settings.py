@@ -7,10 +7,12 @@ environment it passes, never by patching modules.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +30,81 @@ _LOCATION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 class ConfigError(ValueError):
     """A setting has a value synmon cannot use; the message names the variable."""
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class AllowedTarget:
+    """One ``SYNMON_ALLOWED_TARGETS`` entry: a network (a single address is a /32 or
+    /128) and, optionally, the one port it is open on.
+
+    Written ``10.1.0.0/16``, ``127.0.0.1:8080``, ``10.1.0.0/16:443``, ``fd00::/8``,
+    ``[::1]:9000`` or ``[fd00::/8]:443``. Names are not accepted: the guard decides on
+    addresses, and a name resolved at start would go stale.
+    """
+
+    network: IPNetwork
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> AllowedTarget:
+        """The entry ``text`` stands for; ``ValueError`` saying why not."""
+        entry = text.strip()
+        host, port_text = entry, None
+        if entry.startswith("["):
+            host, closed, rest = entry[1:].partition("]")
+            if not closed or (rest and not rest.startswith(":")):
+                raise ValueError(f"{text!r}: expected [IPv6] or [IPv6]:PORT")
+            port_text = rest[1:] if rest else None
+        elif entry.count(":") == 1:  # IPv4 with a port; IPv6 needs brackets for one
+            host, port_text = entry.split(":")
+        try:
+            network = ipaddress.ip_network(host, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an IP address or network (CIDR), optionally with :PORT; "
+                "names are not accepted"
+            ) from None
+        port = None
+        if port_text is not None:
+            if (
+                not (port_text.isascii() and port_text.isdigit())
+                or not 1 <= int(port_text) <= 65535
+            ):
+                raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+            port = int(port_text)
+        return cls(network, port)
+
+    def admits(
+        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int | None
+    ) -> bool:
+        return address in self.network and (self.port is None or self.port == port)
+
+    @property
+    def single_address(self) -> IPAddress | None:
+        """The address this entry names, if it names exactly one."""
+        return self.network.network_address if self.network.num_addresses == 1 else None
+
+    def __str__(self) -> str:
+        single = self.single_address
+        host = str(single) if single is not None else str(self.network)
+        if self.port is None:
+            return host
+        return f"[{host}]:{self.port}" if self.network.version == 6 else f"{host}:{self.port}"
+
+
+def parse_allowed_targets(raw: str) -> tuple[AllowedTarget, ...]:
+    """``SYNMON_ALLOWED_TARGETS`` (comma-separated entries) parsed; ``ConfigError`` if not."""
+    entries = []
+    for part in _as_list(raw):
+        try:
+            entries.append(AllowedTarget.parse(part))
+        except ValueError as exc:
+            raise ConfigError(f"SYNMON_ALLOWED_TARGETS: {exc}") from None
+    return tuple(entries)
 
 
 @dataclass(frozen=True)
@@ -56,7 +133,7 @@ class Settings:
     locations: tuple[str, ...] = ("local",)
     events_url: str | None = None
     allow_private_targets: bool = False
-    allowed_targets: tuple[str, ...] = ()
+    allowed_targets: tuple[AllowedTarget, ...] = ()
     message_version: int = CURRENT_MESSAGE_VERSION
     artifacts_url: str = ""
     s3_endpoint: str | None = None
@@ -160,6 +237,15 @@ def _database_url(raw: str) -> str:
     return url
 
 
+def _package_version() -> str:
+    """The installed package's version, the default release name (config/ never imports
+    app/, so it asks the package metadata rather than ``app.__version__``)."""
+    try:
+        return metadata.version("synmon")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``environ`` (default: the process environment).
 
@@ -185,9 +271,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     values["artifacts_url"] = artifacts_url
 
-    from app import __version__  # the package version is the default release name
-
-    values["release"] = get("SYNMON_RELEASE", __version__)
+    values["release"] = get("SYNMON_RELEASE") or _package_version()
 
     strings = {
         "SYNMON_SQS_REGION": "sqs_region",
@@ -254,7 +338,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 )
         values["locations"] = locations
     if "SYNMON_ALLOWED_TARGETS" in env_vars:
-        values["allowed_targets"] = _as_list(env_vars["SYNMON_ALLOWED_TARGETS"])
+        values["allowed_targets"] = parse_allowed_targets(env_vars["SYNMON_ALLOWED_TARGETS"])
 
     booleans = {
         "SYNMON_ALLOW_PRIVATE_TARGETS": "allow_private_targets",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from config.celery import broker_url, celery_config
@@ -33,6 +35,12 @@ def test_defaults_need_no_server() -> None:
         ({"SYNMON_ENV": "prod"}, "SYNMON_DATABASE_URL"),
         ({"SYNMON_FLOWER_BASIC_AUTH": "nopassword"}, "SYNMON_FLOWER_BASIC_AUTH"),
         ({"SYNMON_ARTIFACTS_URL": "ftp://x"}, "SYNMON_ARTIFACTS_URL"),
+        ({"SYNMON_ALLOWED_TARGETS": "api.internal:443"}, "SYNMON_ALLOWED_TARGETS"),
+        ({"SYNMON_ALLOWED_TARGETS": "10.0.0.0/8,10.0.0.0/33"}, "SYNMON_ALLOWED_TARGETS"),
+        ({"SYNMON_ALLOWED_TARGETS": "127.0.0.1:0"}, "SYNMON_ALLOWED_TARGETS"),
+        ({"SYNMON_ALLOWED_TARGETS": "127.0.0.1:http"}, "SYNMON_ALLOWED_TARGETS"),
+        ({"SYNMON_ALLOWED_TARGETS": "[::1]9000"}, "SYNMON_ALLOWED_TARGETS"),
+        ({"SYNMON_ALLOWED_TARGETS": "[::1"}, "SYNMON_ALLOWED_TARGETS"),
     ],
 )
 def test_a_wrong_value_is_named(env: dict[str, str], variable: str) -> None:
@@ -149,4 +157,59 @@ def test_a_command_stops_with_the_variable_at_fault() -> None:
     )
     assert result.returncode != 0
     assert "configuration: SYNMON_LOCATIONS: 'Mars Base' is not a valid location" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_allowed_targets_are_parsed_once_into_networks_and_ports() -> None:
+    import ipaddress
+
+    from config.settings import AllowedTarget
+
+    settings = load_settings(
+        {
+            "SYNMON_ALLOWED_TARGETS": " 127.0.0.1:8080, 10.1.0.0/16 ,fd00::/8,[::1]:9000,"
+            "[fd00::/8]:443,10.2.3.4/16:80"
+        }
+    )
+    assert settings.allowed_targets == (
+        AllowedTarget(ipaddress.ip_network("127.0.0.1/32"), 8080),
+        AllowedTarget(ipaddress.ip_network("10.1.0.0/16")),
+        AllowedTarget(ipaddress.ip_network("fd00::/8")),
+        AllowedTarget(ipaddress.ip_network("::1/128"), 9000),
+        AllowedTarget(ipaddress.ip_network("fd00::/8"), 443),
+        AllowedTarget(ipaddress.ip_network("10.2.0.0/16"), 80),
+    )
+    # Written back the way it is read (synmon up passes the list on to its children).
+    text = ",".join(str(entry) for entry in settings.allowed_targets)
+    assert text == "127.0.0.1:8080,10.1.0.0/16,fd00::/8,[::1]:9000,[fd00::/8]:443,10.2.0.0/16:80"
+    assert load_settings({"SYNMON_ALLOWED_TARGETS": text}) == settings
+
+
+@pytest.mark.parametrize(
+    "args", [["sync", "--dry-run", "checks"], ["health"], ["worker", "--kind", "http"]]
+)
+def test_a_bad_allowed_target_stops_every_command_at_start(args: list[str], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "checks").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "SYNMON_DATA_DIR": str(tmp_path),
+            "SYNMON_ALLOWED_TARGETS": "127.0.0.1:8080,intranet.example:80",
+        },
+    )
+    assert result.returncode != 0
+    assert (
+        "configuration: SYNMON_ALLOWED_TARGETS: 'intranet.example:80' is not an IP address"
+        in result.stderr
+    ), result.stderr
     assert "Traceback" not in result.stderr

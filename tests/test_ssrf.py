@@ -77,7 +77,7 @@ def connections() -> Iterator[list[Any]]:
         attempts.append(address)
         return original(self, address)
 
-    socket.socket.connect = recording_connect  # type: ignore[method-assign]
+    socket.socket.connect = recording_connect  # type: ignore[method-assign,assignment]
     try:
         yield attempts
     finally:
@@ -137,3 +137,24 @@ def test_same_host_other_port_is_refused(connections: list[Any]) -> None:
         result = run(redirect, SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{allowed_server.port}")
         assert result.status == "failed" and result.error_kind == "forbidden_target"
         assert other.hits == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://[::169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://[fd00:ec2::23]/v1/credentials",
+        "http://169.254.170.2/v2/credentials",
+        "http://169.254.170.23/v1/credentials",
+    ],
+)
+def test_metadata_in_any_form_is_refused_even_with_private_targets_open(
+    url: str, connections: list[Any]
+) -> None:
+    result = run(url, SYNMON_ALLOW_PRIVATE_TARGETS="true", SYNMON_ALLOWED_TARGETS="169.254.0.0/16")
+    assert result.status == "failed" and result.error_kind == "forbidden_target"
+    assert "cloud metadata addresses are not allowed" in (result.error or "")
+    assert connections == []
