@@ -4,7 +4,6 @@ server, email on a local SMTP server; failures retry, permanent ones stop."""
 from __future__ import annotations
 
 import json
-import socketserver
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,57 +16,13 @@ from app.notify import NotificationSender
 from app.storage.db import sessions
 from app.storage.models import ChannelRow, NotificationRow
 from tests.conftest import make_settings
-from tests.support.servers import TargetServer, http_target, serving
-
-PAYLOAD = {
-    "event": "failure",
-    "check_id": "api",
-    "check_name": "API",
-    "status": "failed",
-    "location": "eu-west-1",
-    "run_id": str(uuid.uuid4()),
-    "error": "connection refused",
-    "duration_ms": 12.0,
-    "started_at": "2026-11-27T12:00:00+00:00",
-    "attempt": 1,
-}
-
-
-class SMTPHandler(socketserver.StreamRequestHandler):
-    """Just enough SMTP to accept one message."""
-
-    def handle(self) -> None:
-        self.wfile.write(b"220 test ESMTP\r\n")
-        data: list[str] = []
-        in_data = False
-        for raw in self.rfile:
-            line = raw.decode(errors="replace").rstrip("\r\n")
-            if in_data:
-                if line == ".":
-                    in_data = False
-                    self.server.messages.append("\n".join(data))  # type: ignore[attr-defined]
-                    self.wfile.write(b"250 queued\r\n")
-                else:
-                    data.append(line)
-                continue
-            verb = line.split(" ", 1)[0].upper()
-            if verb in ("EHLO", "HELO"):
-                self.wfile.write(b"250 test\r\n")
-            elif verb == "DATA":
-                in_data = True
-                self.wfile.write(b"354 go on\r\n")
-            elif verb == "QUIT":
-                self.wfile.write(b"221 bye\r\n")
-                return
-            else:
-                self.wfile.write(b"250 ok\r\n")
+from tests.support.notifications import PAYLOAD, SMTPServer, smtp_server
+from tests.support.servers import TargetServer, http_target
 
 
 @pytest.fixture
-def smtp() -> Iterator[Any]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SMTPHandler)
-    server.messages = []  # type: ignore[attr-defined]
-    with serving(server):
+def smtp() -> Iterator[SMTPServer]:
+    with smtp_server() as server:
         yield server
 
 
@@ -105,7 +60,7 @@ def notifications(database_url: str) -> dict[str, NotificationRow]:
 
 
 def test_webhook_slack_and_email_are_delivered(
-    database_url: str, hooks: TargetServer, smtp: Any
+    database_url: str, hooks: TargetServer, smtp: SMTPServer
 ) -> None:
     queue(
         database_url,
