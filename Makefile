@@ -24,7 +24,10 @@ system-deps:
 	scripts/system-deps
 
 # Runs the whole system on this machine with the embedded defaults and the example checks.
+# Chromium is installed first where it can be (as root, with apt-get); where it cannot,
+# browser checks are disabled and both system-deps and synmon up say why and what to do.
 up: install
+	scripts/system-deps --optional
 	$(BIN)/synmon up examples/checks
 
 lint: install

@@ -17,11 +17,21 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from config.settings import Settings, load_settings, reset_settings
+
+if TYPE_CHECKING:
+    from app.checks.loader import Definitions
+
+HOW_TO_ENABLE_BROWSERS = (
+    "to enable them, install Chromium (as root: scripts/system-deps, or "
+    "apt-get install -y chromium fonts-liberation) or set SYNMON_CHROMIUM_PATH to a "
+    "Chromium executable, then start synmon up again"
+)
 
 
 class UpError(RuntimeError):
@@ -62,6 +72,8 @@ class Local:
     web: Any = None
     web_url: str = ""
     flower_url: str | None = None
+    # Why browser checks do not run, when no Chromium was found; empty when they do.
+    browsers_disabled: str = ""
 
 
 def start_sqs_endpoint() -> tuple[Any, str]:
@@ -73,6 +85,49 @@ def start_sqs_endpoint() -> tuple[Any, str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server, f"http://127.0.0.1:{port}"
+
+
+def _executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def find_chromium(settings: Settings, env: Mapping[str, str]) -> tuple[str | None, str]:
+    """The Chromium the browser workers would launch, or None and the reason there is none.
+
+    The workers launch ``settings.chromium_path`` and nothing else (app/browser/pool.py),
+    so a path set on purpose is taken as it is; only the default may fall back to a
+    ``chromium`` found on PATH, as distributions other than Debian place it elsewhere.
+    """
+    configured = settings.chromium_path
+    if _executable(configured):
+        return configured, ""
+    if env.get("SYNMON_CHROMIUM_PATH"):
+        return None, f"SYNMON_CHROMIUM_PATH={configured} is not an executable file"
+    found = shutil.which("chromium", path=env.get("PATH"))
+    if found is not None:
+        return found, ""
+    return None, f"no Chromium at {configured} and no chromium on PATH"
+
+
+def browsers_paused(definitions: Definitions) -> tuple[Definitions, list[str]]:
+    """The definitions with every browser check disabled, and those checks' ids.
+
+    Synced disabled rather than left out: they stay listed (status page, API, synmon
+    runs) with ``enabled: false``, their history is kept, and the dispatcher never sends
+    a run for them, so no run waits in a queue that no worker reads. With Chromium back,
+    the next synmon up syncs them enabled again.
+    """
+    paused = [c.id for c in definitions.checks if c.type == "browser" and c.enabled]
+    checks = [
+        c.model_copy(update={"enabled": False}) if c.type == "browser" else c
+        for c in definitions.checks
+    ]
+    return replace(definitions, checks=checks), paused
+
+
+def browsers_disabled_line(reason: str, paused: list[str]) -> str:
+    listed = f" (synced disabled: {', '.join(paused)})" if paused else ""
+    return f"browser checks are disabled: {reason}{listed}; {HOW_TO_ENABLE_BROWSERS}"
 
 
 def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
@@ -100,7 +155,7 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
         SYNMON_DATA_DIR=str(settings.data_dir.resolve()),
         SYNMON_DATABASE_URL=settings.database_url,
         SYNMON_PUBLIC_VAR_DEMO_HOST=demo_host,
-        SYNMON_ALLOWED_TARGETS=",".join(allowed),
+        SYNMON_ALLOWED_TARGETS=",".join(str(target) for target in allowed),
         # Flower's side channel: the configured Redis, or else a folder (no server needed).
         SYNMON_EVENTS_URL=settings.events_url
         or f"filesystem://{(settings.data_dir / 'events').resolve()}",
@@ -113,19 +168,31 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
         env["SYNMON_FLOWER_BASIC_AUTH"] = f"synmon:{secrets.token_urlsafe(12)}"
     if not _port_free(settings.flower_address, settings.flower_port):
         env["SYNMON_FLOWER_PORT"] = str(_free_port())
+    chromium, browsers_disabled = find_chromium(load_settings(env), env)
+    if chromium is not None:
+        env["SYNMON_CHROMIUM_PATH"] = chromium
     settings = load_settings(env)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.database_url)
     create_queues(settings)
+    paused: list[str] = []
     for path in paths:
         definitions = load_definitions(path, settings)
+        if browsers_disabled:
+            definitions, paused_here = browsers_paused(definitions)
+            paused += paused_here
         with sessions(settings.database_url)() as session:
             print(sync(session, definitions).summary(applied=True))
+    if browsers_disabled:
+        browsers_disabled = browsers_disabled_line(browsers_disabled, paused)
+        print(f"synmon up: {browsers_disabled}", file=sys.stderr, flush=True)
     metrics = Metrics(settings)
     web, _thread = serve(
         WithDemo(StatusApp(settings, metrics.render)), settings.web_address, settings.web_port
     )
-    local = Local(settings=settings, env=env, moto=moto, web=web)
+    local = Local(
+        settings=settings, env=env, moto=moto, web=web, browsers_disabled=browsers_disabled
+    )
     local.web_url = f"http://{demo_host}/"
     return local
 
@@ -134,7 +201,7 @@ def plan_children(local: Local) -> list[Child]:
     settings = local.settings
     cli = [sys.executable, "-m", "app.cli"]
     children = []
-    browsers = Path(settings.chromium_path).exists() or shutil.which("chromium") is not None
+    browsers = not local.browsers_disabled
     for location in settings.locations:
         children.append(
             Child(
@@ -182,6 +249,9 @@ def banner(local: Local) -> str:
         f"                events over {settings.events_url}",
         f"  database      {settings.database_url}",
         f"  SQS endpoint  {settings.sqs_endpoint}",
+        f"  browsers      {settings.chromium_path}"
+        if not local.browsers_disabled
+        else f"  browsers      {local.browsers_disabled}",
         f"  logs          {settings.data_dir / 'logs'}",
         "  results       synmon runs --since 10m, with this environment:",
         f"                SYNMON_DATA_DIR={settings.data_dir}",

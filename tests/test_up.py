@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -20,40 +26,57 @@ from tests.support.processes import ROOT, free_port, kill_group, wait_until
 pytestmark = pytest.mark.slow
 
 
-def test_synmon_up_runs_the_example_checks_and_stops_cleanly(tmp_path: Path) -> None:
+@contextmanager
+def synmon_up(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`synmon up examples/checks` from the clone, as `make up` runs it, with its own
+    data folder and status page port and ``settings`` added; yields it and the port
+    once its banner is out. Killed with its whole group at the end."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNMON_")}
     env.update(
         SYNMON_DATA_DIR=str(tmp_path / "data"), SYNMON_WEB_PORT=str(port), PYTHONUNBUFFERED="1"
     )
-    log = (tmp_path / "up.log").open("wb")
-    # `make up` runs exactly this, from the clone.
-    up = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "up", "examples/checks"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_until(
-            lambda: "synmon is up." in (tmp_path / "up.log").read_text(), 60, 0.5, "the banner"
+    env.update(settings)
+    with (tmp_path / "up.log").open("wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "up", "examples/checks"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        try:
+            wait_until(
+                lambda: "synmon is up." in (tmp_path / "up.log").read_text(),
+                60,
+                0.5,
+                "the banner",
+            )
+            yield up, port
+        finally:
+            kill_group(up)
+
+
+def passed_runs(port: int, check_id: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs?since=5m") as response:
+        runs = json.loads(response.read())
+    return [r for r in runs if r["check_id"] == check_id and r["status"] == "passed"]
+
+
+def api_checks(port: int) -> dict[str, dict[str, Any]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/checks") as response:
+        return {check["id"]: check for check in json.loads(response.read())}
+
+
+def test_synmon_up_runs_the_example_checks_and_stops_cleanly(tmp_path: Path) -> None:
+    with synmon_up(tmp_path) as (up, port):
         banner = (tmp_path / "up.log").read_text()
         assert f"status page   http://127.0.0.1:{port}/" in banner
-
-        def passed_runs() -> list[dict[str, object]]:
-            import urllib.request
-
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs?since=5m") as response:
-                runs = json.loads(response.read())
-            return [
-                r for r in runs if r["check_id"] == "demo-api-health" and r["status"] == "passed"
-            ]
-
         started = time.monotonic()
-        runs = wait_until(passed_runs, 60, 1, "a passed run of the example check")
+        runs = wait_until(
+            lambda: passed_runs(port, "demo-api-health"), 60, 1, "a passed run of the example check"
+        )
         assert time.monotonic() - started < 60 and runs
         children = psutil.Process(up.pid).children(recursive=True)
         assert len(children) >= 7  # http and browser workers (+ pools), beat, ingest, Flower
@@ -76,6 +99,116 @@ def test_synmon_up_runs_the_example_checks_and_stops_cleanly(tmp_path: Path) -> 
         assert up.wait(timeout=90) == 0
         assert "stopped." in (tmp_path / "up.log").read_text()
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-    finally:
-        kill_group(up)
-        log.close()
+
+
+def test_synmon_up_without_chromium_says_so_and_runs_the_http_checks(tmp_path: Path) -> None:
+    missing = tmp_path / "no-chromium-here"
+    with synmon_up(tmp_path, SYNMON_CHROMIUM_PATH=str(missing)) as (up, port):
+        output = (tmp_path / "up.log").read_text()
+        line = (
+            f"browser checks are disabled: SYNMON_CHROMIUM_PATH={missing} is not an executable"
+            " file (synced disabled: demo-login); to enable them, install Chromium"
+        )
+        assert f"synmon up: {line}" in output  # said once when it syncs ...
+        assert f"  browsers      {line}" in output  # ... and again in the banner
+        assert "set SYNMON_CHROMIUM_PATH to a Chromium executable" in output
+
+        # The browser check is listed, disabled, so the dispatcher sends no run for it.
+        checks = api_checks(port)
+        assert checks["demo-login"]["enabled"] is False
+        assert checks["demo-api-health"]["enabled"] is True
+        assert wait_until(lambda: passed_runs(port, "demo-api-health"), 60, 1, "a passed HTTP run")
+        commands = [" ".join(c.cmdline()) for c in psutil.Process(up.pid).children(recursive=False)]
+        assert any(" worker " in c and " http" in c for c in commands)
+        assert not [c for c in commands if " browser" in c]
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=90) == 0
+
+    # With Chromium back, the next synmon up on the same data runs it again.
+    (tmp_path / "up.log").unlink()
+    with synmon_up(tmp_path) as (up, port):
+        output = (tmp_path / "up.log").read_text()
+        assert "update check demo-login (enabled)" in output
+        assert "browser checks are disabled" not in output
+        assert api_checks(port)["demo-login"]["enabled"] is True
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=90) == 0
+
+
+SYSTEM_DEPS = ROOT / "scripts" / "system-deps"
+
+
+@contextmanager
+def tools(*names: str) -> Iterator[Path]:
+    """A PATH folder holding only ``names`` of this machine's commands: what system-deps
+    runs, without chromium or apt-get. World-readable, so that another user can use it."""
+    with tempfile.TemporaryDirectory(prefix="synmon-path-") as folder:
+        path = Path(folder)
+        path.chmod(0o755)
+        for name in names:
+            found = shutil.which(name)
+            assert found, name
+            (path / name).symlink_to(found)
+        yield path
+
+
+def system_deps(
+    path: Path, *args: str, user: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    argv = [str(SYSTEM_DEPS), *args]
+    if user is not None:
+        argv = [shutil.which("runuser") or "runuser", "-u", user, "--", *argv]
+    return subprocess.run(
+        argv,
+        env={"PATH": str(path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_system_deps_optional_without_root_says_browser_checks_are_disabled() -> None:
+    with tools("bash", "id", "dpkg") as path:
+        result = system_deps(path, "--optional", user="nobody")
+        assert result.returncode == 0, result.stderr
+        assert (
+            "synmon: browser checks are disabled: Chromium is not installed and this user is"
+            " not root, so it cannot be installed from here." in result.stderr
+        )
+        assert "to enable them, install it (sudo apt-get install -y chromium" in result.stderr
+        assert "or set SYNMON_CHROMIUM_PATH to a Chromium executable" in result.stderr
+        # make test still stops there: its browser tests need Chromium.
+        strict = system_deps(path, user="nobody")
+        assert strict.returncode == 1
+        assert "synmon needs these Debian packages: chromium" in strict.stderr
+
+
+def test_system_deps_optional_without_apt_get_says_browser_checks_are_disabled() -> None:
+    with tools("bash", "id", "dpkg") as path:
+        result = system_deps(path, "--optional")
+        assert result.returncode == 0, result.stderr
+        assert (
+            "browser checks are disabled: Chromium is not installed and this machine has no"
+            " apt-get (not Debian or Ubuntu)." in result.stderr
+        )
+        assert system_deps(path).returncode == 1
+
+
+def test_system_deps_optional_takes_the_chromium_synmon_up_is_told_to_use() -> None:
+    with tools("bash", "id", "dpkg") as path:
+        chromium = shutil.which("chromium")
+        assert chromium
+        result = system_deps(path, "--optional", SYNMON_CHROMIUM_PATH=chromium)
+        assert result.returncode == 0
+        assert "browser checks are disabled" not in result.stderr
+        assert "installing" not in result.stderr
+        assert system_deps(path, "--no-such-option").returncode == 2
+
+
+def test_make_up_runs_system_deps_optionally_before_synmon_up() -> None:
+    planned = subprocess.run(
+        ["make", "-n", "up"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    deps = planned.index("scripts/system-deps --optional")
+    assert planned[deps + 1].endswith("synmon up examples/checks")
