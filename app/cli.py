@@ -530,14 +530,17 @@ def flower() -> None:
         f"--address={settings.flower_address}",
         f"--port={settings.flower_port}",
     ]
+    # The login travels in Flower's own environment variable, never on the command line:
+    # any local user can read another process's /proc/PID/cmdline, not its environment.
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
     if settings.flower_basic_auth:
-        argv.append(f"--basic-auth={settings.flower_basic_auth}")
+        env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth
     elif not settings.flower_auth_disabled:
         raise click.ClickException(
             "Flower shows every task's arguments: set SYNMON_FLOWER_BASIC_AUTH=user:password "
             "(or SYNMON_FLOWER_AUTH_DISABLED=true on a trusted network)"
         )
-    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with Flower
+    os.execve(sys.executable, argv, env)  # noqa: S606 - replaces this process with Flower
 
 
 @main.command()

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -182,3 +183,15 @@ def test_flower_listens_on_loopback_only(pipeline: Pipeline) -> None:
         if c.status == psutil.CONN_LISTEN and c.laddr.port == port
     }
     assert listening == {"127.0.0.1"}
+
+
+def test_flowers_login_is_on_no_command_line(pipeline: Pipeline) -> None:
+    import psutil
+
+    wait_until(lambda: flower_up(pipeline), 60, 0.5, "Flower up")
+    assert flower(pipeline, "/api/workers", auth=None).status_code == 401
+    (_, flower_process), *_ = [p for p in pipeline.synmon.processes if p[0] == "flower"]
+    root = psutil.Process(flower_process.pid)
+    for process in [root, *root.children(recursive=True)]:
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        assert AUTH[1].encode() not in cmdline, process.cmdline()
