@@ -41,6 +41,9 @@ from packaging.requirements import Requirement
 from tests.support import packaging_probe
 from tests.support.processes import ROOT
 
+# 15-35 s on two cores: a wheel build, a pip install and several synmon processes.
+pytestmark = pytest.mark.slow
+
 PACKAGES = ["app", "tasks", "config"]
 # The site-packages of the environment running the tests: the new virtualenv's
 # dependencies, and (as tests/support/packaging_probe.py checks) nothing of the checkout.
