@@ -281,7 +281,11 @@ class BatchSender:
     ``deliver`` sets aside what SQS refuses for its content and raises on anything else
     (``ClientError`` for throttling or a server fault, ``SendFailed`` for an entry SQS
     failed on its side, connection errors as they come), so that a caller can roll back
-    and send the same messages again. ``send`` refuses to set anything aside.
+    and send the same messages again.
+
+    ``send`` is for callers that cannot set a message aside: it raises on a refusal too,
+    and does not split a refused call to send the rest, since a caller that rolls back
+    and tries again would otherwise send the rest again and again.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -289,13 +293,13 @@ class BatchSender:
         self.urls = queue_urls(settings)
 
     def send(self, messages: Iterable[Outgoing]) -> int:
-        report = self.deliver(messages)
+        report = self.deliver(messages, isolate=False)
         if report.refused:
             reasons = "; ".join(f"{r.code}: {r.reason}" for r in report.refused[:3])
             raise SendFailed(f"{len(report.refused)} message(s) refused: {reasons}")
         return report.sent
 
-    def deliver(self, messages: Iterable[Outgoing]) -> SendReport:
+    def deliver(self, messages: Iterable[Outgoing], isolate: bool = True) -> SendReport:
         by_queue: dict[str, list[Outgoing]] = defaultdict(list)
         for message in messages:
             by_queue[message.queue].append(message)
@@ -304,11 +308,17 @@ class BatchSender:
             sqs = client_for(self.settings, queue)
             url = self.urls(queue)
             for chunk in chunks(items):
-                self._send_chunk(sqs, url, queue, chunk, report)
+                self._send_chunk(sqs, url, queue, chunk, report, isolate)
         return report
 
     def _send_chunk(
-        self, sqs: Any, url: str, queue: str, chunk: list[Outgoing], report: SendReport
+        self,
+        sqs: Any,
+        url: str,
+        queue: str,
+        chunk: list[Outgoing],
+        report: SendReport,
+        isolate: bool,
     ) -> None:
         entries = [
             {
@@ -325,7 +335,7 @@ class BatchSender:
         try:
             response = sqs.send_message_batch(QueueUrl=url, Entries=entries)
         except ClientError as exc:
-            if not refuses_content(exc):
+            if not (isolate and refuses_content(exc)):
                 raise
             if len(chunk) == 1:
                 report.refused.append(
@@ -339,8 +349,8 @@ class BatchSender:
             # The call does not say which message is at fault: halve until it does, so
             # that the others still go out.
             middle = len(chunk) // 2
-            self._send_chunk(sqs, url, queue, chunk[:middle], report)
-            self._send_chunk(sqs, url, queue, chunk[middle:], report)
+            self._send_chunk(sqs, url, queue, chunk[:middle], report, isolate)
+            self._send_chunk(sqs, url, queue, chunk[middle:], report, isolate)
             return
         refused, failed = split_failures(response, chunk)
         report.refused.extend(refused)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from sqlalchemy import select, update
 
 from app.checks import sync as sync_module
@@ -196,3 +196,19 @@ def test_per_entry_failures_are_told_apart_by_sender_fault(moto: MotoServer) -> 
         {"Failed": [{"Id": "0", "SenderFault": False, "Code": "InternalError"}]}, chunk
     )
     assert not refused and failed[0]["Code"] == "InternalError"
+
+
+def test_send_does_not_split_a_refused_call(moto: MotoServer) -> None:
+    """``send`` serves callers that roll back and try again (ingest's outbox): sending the
+    rest of a refused call would send it again on every try."""
+    settings = sqs_settings("sqlite://", moto.endpoint)
+    create_queues(settings)
+    queue = queue_name(settings, "results")
+    url = queue_urls(settings)(queue)
+    client(settings).set_queue_attributes(
+        QueueUrl=url, Attributes={"MaximumMessageSize": str(QUEUE_LIMIT)}
+    )
+    messages = [Outgoing(queue, "fine 1"), Outgoing(queue, PADDING), Outgoing(queue, "fine 2")]
+    with pytest.raises(ClientError, match="InvalidParameterValue"):
+        BatchSender(settings).send(messages)
+    assert "Messages" not in client(settings).receive_message(QueueUrl=url, MaxNumberOfMessages=10)

@@ -274,3 +274,21 @@ def test_slack_text_is_escaped(database_url: str, hooks: TargetServer) -> None:
     }
     # A webhook's consumer gets JSON, not mrkdwn: its text is left as it was.
     assert webhook["text"] == "🔴 Shop & API is failing in eu-west-1: " + hostile["error"]
+
+
+def test_a_trickling_endpoint_cannot_hold_the_sender(
+    database_url: str, hooks: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read of /trickle comes well within the socket timeout; only a bound on the
+    whole delivery stops it (1 s here instead of 10, to keep the test short)."""
+    monkeypatch.setattr("app.notify.TIMEOUT", 1)
+    add_channel(database_url, "slow", "webhook", hook_config(hooks, "/trickle"))
+    add_channel(database_url, "hook", "webhook", hook_config(hooks))
+    slow = add_notification(database_url, "slow", {**PAYLOAD, "run_id": "slow"})
+    good = add_notification(database_url, "hook", {**PAYLOAD, "run_id": "good"})
+    sender = NotificationSender(settings_for(database_url, hooks.port), sessions(database_url))
+    assert sender.send_due() == 2
+    rows = notification_rows(database_url)
+    assert rows[good].status == "sent"
+    assert rows[slow].status == "pending"
+    assert "no answer within 1s" in (rows[slow].last_error or "")
