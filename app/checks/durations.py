@@ -17,7 +17,12 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 500ms, 10s, 5m or 1h, not a boolean")
     if isinstance(value, int | float):
-        seconds = float(value)
+        # float() of an int beyond 1e308 raises OverflowError, which pydantic does not
+        # turn into a validation error: the loader would stop instead of reporting.
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
     elif isinstance(value, str):
         match = _DURATION_RE.match(value)
         if match is None:

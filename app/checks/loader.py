@@ -2,17 +2,37 @@
 
 All problems of all files are collected before anything is applied, and each names
 the file, the check (or channel) and the field, so that a user fixes them in one pass.
+
+Every limit is checked here, before anything reaches the database, so that
+``synmon sync --dry-run`` and a real sync give the same verdict on SQLite and Postgres:
+the size of a file, what its YAML aliases expand to, how deep it nests, the size of a
+check's snapshot (it must fit one SQS message with its envelopes), and what Postgres
+cannot store (NUL, lone surrogates, NaN and infinities).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import base64
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml._yaml import CParser
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent
+from yaml.nodes import Node
+from yaml.resolver import Resolver
 
 from app.checks.durations import format_duration
 from app.checks.models import DEFAULT_MIN_FREQUENCY, Channel, Check
@@ -20,6 +40,28 @@ from config.settings import Settings
 
 YAML_SUFFIXES = (".yaml", ".yml")
 TOP_LEVEL_KEYS = ("channels", "checks")
+
+# ---------------------------------------------------------------- limits
+# A definitions file: thousands of checks fit in 4 MiB; more belong in several files.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# Nodes of one document with its aliases expanded. A "billion laughs" document is a
+# few hundred bytes whose aliases expand to 10^9 nodes: PyYAML shares the aliased
+# objects, but validation and the JSON snapshot would walk every one of them.
+MAX_YAML_NODES = 1_000_000
+MAX_YAML_DEPTH = 64
+# A check's snapshot rides in every run request; SQS takes a message of 256 KiB at
+# most (1 MiB on AWS since 2025, not on every SQS-compatible server), and the run
+# request is base64-encoded twice inside kombu's envelopes (``app/sqs.py``), which
+# leaves about 143 KiB for the snapshot: see ``snapshot_ceiling``.
+SQS_MAX_MESSAGE_BYTES = 256 * 1024
+MAX_SNAPSHOT_BYTES = 128 * 1024
+# checks.source_file is a VARCHAR(500) (app/storage/models.py).
+MAX_SOURCE_FILE_CHARS = 500
+# Worst cases of what a run request carries besides the snapshot.
+_MAX_QUEUE_NAME = 80  # SQS's limit on a queue name
+_MAX_LOCATION = 40  # check_runs.location
+_MAX_HOST_NAME = 253  # the envelope's "origin" names the dispatcher's host
+_LONGEST_FLOAT = -2.2250738585072014e-308  # the longest repr a time limit can have
 
 
 @dataclass(frozen=True)
@@ -95,6 +137,200 @@ def _validation_problems(
     return problems
 
 
+class YAMLLimitError(yaml.MarkedYAMLError):
+    """A document refused for its size or shape, not for its syntax."""
+
+
+class BoundedComposer(Composer):
+    """PyYAML's composer, counting the nodes each alias stands for as it goes.
+
+    A document that would expand past ``MAX_YAML_NODES`` nodes, that nests deeper
+    than ``MAX_YAML_DEPTH`` or whose alias refers to a node that contains it, is
+    refused while it is composed, before anything is built from it.
+    """
+
+    # Provided by the parser it is mixed with (``BoundedLoader``).
+    check_event: Callable[..., bool]
+    peek_event: Callable[[], Any]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expanded_nodes = 0
+        self.depth = 0
+        self.node_sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.check_event(AliasEvent):
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            size = self.node_sizes.get(id(node))
+            if size is None:
+                raise YAMLLimitError(
+                    None, None, "an alias refers to a node that contains it (recursive)", mark
+                )
+            self._count(size, mark)
+            return node
+        mark = self.peek_event().start_mark
+        before = self.expanded_nodes
+        self._count(1, mark)
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            raise YAMLLimitError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark)
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        self.node_sizes[id(node)] = self.expanded_nodes - before
+        return node
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self.expanded_nodes += nodes
+        if self.expanded_nodes > MAX_YAML_NODES:
+            raise YAMLLimitError(
+                None,
+                None,
+                f"with its aliases expanded the document has more than {MAX_YAML_NODES:,} "
+                "nodes (an alias bomb?)",
+                mark,
+            )
+
+
+class BoundedLoader(BoundedComposer, CParser, SafeConstructor, Resolver):
+    """``yaml.safe_load``'s rules, libyaml's parser, and the composer above."""
+
+    def __init__(self, stream: str) -> None:
+        CParser.__init__(self, stream)
+        BoundedComposer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+
+
+def load_yaml(text: str) -> Any:
+    loader = BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def stored_size(document: Any) -> int:
+    """Bytes of ``document`` as either database gives it back as text, at most.
+
+    SQLite keeps ``json.dumps``'s text (ASCII, ``", "`` and ``": "``); Postgres's jsonb
+    prints the same separators, characters as UTF-8 (never longer than their ``\\u``
+    escapes) and numbers without exponents (1e+300 as 301 digits). The dispatcher
+    splices that text into run requests as it is.
+    """
+    size = len(json.dumps(document, allow_nan=False))
+    for number in _floats(document):
+        text = repr(number)
+        size += max(0, len(format(Decimal(text), "f")) - len(text))
+    return size
+
+
+def _floats(value: Any) -> Iterator[float]:
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _floats(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _floats(item)
+
+
+@cache
+def snapshot_ceiling() -> int:
+    """The largest ``stored_size`` of a snapshot whose run request fits one SQS message.
+
+    Computed from the message the dispatcher really builds (``celery_task_body``
+    around ``run_request_json``), with every other field at its longest, in every
+    message version this release writes; and within what a worker accepts
+    (``MAX_MESSAGE_BYTES``).
+    """
+    from app.messages import MAX_MESSAGE_BYTES, RunRequest, run_request_json
+    from app.sqs import celery_task_body
+    from config.celery import RUN_TASKS
+    from config.settings import SUPPORTED_MESSAGE_VERSIONS
+
+    moment = datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    request = RunRequest(
+        run_id=uuid.uuid4(),
+        check={},
+        location="x" * _MAX_LOCATION,
+        scheduled_at=moment,
+        attempt=100,
+        root_run_id=uuid.uuid4(),
+        trigger="schedule",
+        dispatched_at=moment,
+    )
+    ceilings = []
+    for version in SUPPORTED_MESSAGE_VERSIONS:
+        argument = run_request_json(request, version, "{}")
+        body = celery_task_body(
+            max(RUN_TASKS.values(), key=len),
+            argument,
+            "q" * _MAX_QUEUE_NAME,
+            task_id=str(request.run_id),
+            time_limits=(_LONGEST_FLOAT, _LONGEST_FLOAT),
+        )
+        envelope_text = base64.b64decode(body)
+        envelope = json.loads(envelope_text)
+        inner = base64.b64decode(envelope["body"])
+        host = str(envelope["headers"].get("origin", "")).partition("@")[2]
+        # Everything in the envelope but its base64 body, with the longest host name.
+        outer = len(envelope_text) - len(envelope["body"]) + _MAX_HOST_NAME - len(host)
+        # base64 makes 4 characters of 3 bytes: the outer layer may hold this much JSON,
+        # of which the inner body (base64 again) may take the rest.
+        envelope_room = SQS_MAX_MESSAGE_BYTES // 4 * 3
+        inner_room = (envelope_room - outer) // 4 * 3
+        ceilings.append(inner_room - (len(inner) - len("{}")))
+        ceilings.append(MAX_MESSAGE_BYTES - (len(argument) - len("{}")))
+    return min(ceilings)
+
+
+def max_snapshot_bytes() -> int:
+    return min(MAX_SNAPSHOT_BYTES, snapshot_ceiling())
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable_text(text: str) -> str | None:
+    """Why Postgres would refuse ``text``, if it would."""
+    if "\x00" in text:
+        return "contains a NUL character (U+0000), which the database cannot store"
+    surrogate = _SURROGATE_RE.search(text)
+    if surrogate is not None:
+        return (
+            f"contains {surrogate.group()!r}, half of a UTF-16 surrogate pair and not a "
+            "character: the database cannot store it"
+        )
+    return None
+
+
+def unstorable(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(field, reason) for every value of a JSON document the database would refuse."""
+    if isinstance(value, str):
+        reason = _unstorable_text(value)
+        if reason is not None:
+            yield path, reason
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            yield path, f"{value} is not a finite number: the database cannot store it"
+    elif isinstance(value, dict):
+        if set(value) == {"action", "args"}:
+            # A browser step: named as validation names it, browser.steps[2].value
+            yield from unstorable(value["args"], path)
+            return
+        for key, item in value.items():
+            reason = _unstorable_text(str(key))
+            if reason is not None:
+                yield path, f"the key {key!r} {reason}"
+            yield from unstorable(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from unstorable(item, f"{path}[{index}]")
+
+
 def _entity_name(kind: str, raw: Any, index: int) -> str:
     ident = raw.get("id") if isinstance(raw, Mapping) else None
     return f"{kind} {ident!r}" if isinstance(ident, str) and ident else f"{kind} #{index + 1}"
@@ -102,8 +338,17 @@ def _entity_name(kind: str, raw: Any, index: int) -> str:
 
 def parse_document(text: str, file: str, definitions: Definitions, problems: list[Problem]) -> None:
     """Validate one YAML document, adding its checks and channels to ``definitions``."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        problems.append(Problem(file, None, None, _too_big(size)))
+        return
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
+    except YAMLLimitError as exc:
+        mark = exc.problem_mark
+        line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problems.append(Problem(file, None, None, f"refused: {line}{exc.problem}"))
+        return
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -146,6 +391,62 @@ def parse_document(text: str, file: str, definitions: Definitions, problems: lis
             else:
                 definitions.channels.append(parsed)
                 definitions.channel_files.append(file)
+
+
+def _too_big(size: int) -> str:
+    return (
+        f"is {size:,} bytes; a definitions file may have {MAX_FILE_BYTES // (1024 * 1024)} MiB "
+        "at most: split it into several files"
+    )
+
+
+def _storage_checks(definitions: Definitions, problems: list[Problem]) -> None:
+    """What the database or a run request could not carry, found before either sees it."""
+    limit = max_snapshot_bytes()
+    long_paths: set[str] = set()
+    for check, file in zip(definitions.checks, definitions.check_files, strict=True):
+        entity = f"check {check.id!r}"
+        if len(file) > MAX_SOURCE_FILE_CHARS and file not in long_paths:
+            long_paths.add(file)
+            problems.append(
+                Problem(
+                    file,
+                    None,
+                    None,
+                    f"its path has {len(file)} characters; the database keeps "
+                    f"{MAX_SOURCE_FILE_CHARS} at most (checks.source_file)",
+                )
+            )
+        reason = _unstorable_text(file)
+        if reason is not None and file not in long_paths:
+            long_paths.add(file)
+            problems.append(Problem(file, None, None, f"its path {reason}"))
+        try:
+            snapshot = check.snapshot()
+        except ValueError as exc:  # pydantic cannot write it as JSON (bytes, say)
+            problems.append(Problem(file, entity, None, f"cannot be stored as JSON: {exc}"))
+            continue
+        # The Python form too: JSON mode writes an infinity as null, silently.
+        bad = list(dict.fromkeys([*unstorable(snapshot), *unstorable(check.model_dump())]))
+        for path, message in bad:
+            problems.append(Problem(file, entity, path or None, message))
+        if bad:
+            continue
+        size = stored_size(snapshot)
+        if size > limit:
+            problems.append(
+                Problem(
+                    file,
+                    entity,
+                    None,
+                    f"its definition takes {size:,} bytes stored; a check may take "
+                    f"{limit:,} (it travels in every run request, and an SQS message "
+                    f"carries {SQS_MAX_MESSAGE_BYTES // 1024} KiB with its envelopes)",
+                )
+            )
+    for channel, file in zip(definitions.channels, definitions.channel_files, strict=True):
+        for path, message in unstorable(channel.model_dump(mode="json")):
+            problems.append(Problem(file, f"channel {channel.id!r}", path or None, message))
 
 
 def _cross_checks(
@@ -218,6 +519,8 @@ def _cross_checks(
         else:
             resolved.append(check)
     definitions.checks = resolved
+    # With the locations filled in: they are part of the stored snapshot.
+    _storage_checks(definitions, problems)
     return definitions
 
 
@@ -228,7 +531,14 @@ def load_definitions(path: Path | str, settings: Settings | None = None) -> Defi
     problems: list[Problem] = []
     for file in definition_files(path):
         try:
-            text = file.read_text(encoding="utf-8")
+            with file.open("rb") as stream:
+                # One byte more than allowed tells a file too big, without reading it all.
+                data = stream.read(MAX_FILE_BYTES + 1)
+                if len(data) > MAX_FILE_BYTES:
+                    size = max(file.stat().st_size, len(data))
+                    problems.append(Problem(str(file), None, None, _too_big(size)))
+                    continue
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(str(file), None, None, f"cannot be read: {exc}"))
             continue

@@ -8,6 +8,7 @@ check snapshot that travels in run requests.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,6 +21,7 @@ from pydantic import (
 )
 
 from app.checks.durations import Duration
+from app.patterns import PatternError, compile_pattern
 
 Source = Literal[
     "status_code", "json_body", "headers", "text_body", "response_time", "tls_certificate"
@@ -44,7 +46,15 @@ KEY_COMPARISONS = frozenset({"has_key", "not_has_key"})
 ORDER_COMPARISONS = frozenset({"greater_than", "less_than"})
 TLS_PROPERTIES = frozenset({"days_until_expiry"})
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Matched whole (``fullmatch``): with ``match``, ``$`` also matches before a final newline.
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# As SYNMON_LOCATIONS spells them; a location becomes part of a queue name and is stored
+# in columns of 40 characters (check_runs.location, check_location_state.location).
+LOCATION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+# The lengths of the columns these values are stored in (app/storage/models.py).
+MAX_NAME_CHARS = 200
+MAX_TAG_CHARS = 64
+MAX_TAGS = 50
 PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # The model's own floor; an installation's (SYNMON_MIN_FREQUENCY, default 10 s) is
 # applied by the loader, which knows the settings.
@@ -70,7 +80,7 @@ def check_placeholders(text: str) -> str:
 
 
 def _slug(value: str) -> str:
-    if not SLUG_RE.match(value):
+    if not SLUG_RE.fullmatch(value):
         raise ValueError(
             "an id is 1-64 lower-case letters, digits, '-' or '_', starting with a letter or digit"
         )
@@ -78,6 +88,35 @@ def _slug(value: str) -> str:
 
 
 Slug = Annotated[str, Field(min_length=1, max_length=64)]
+
+# Characters that break a line or a terminal: C0 and C1 controls, DEL, and Unicode's
+# line and paragraph separators.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+def control_character(text: str) -> str | None:
+    """The first control character in ``text``, if any."""
+    return next((c for c in text if unicodedata.category(c) in _CONTROL_CATEGORIES), None)
+
+
+def one_line(value: str) -> str:
+    """A value shown on one line or sent in a header: no control characters."""
+    found = control_character(value)
+    if found is not None:
+        raise ValueError(f"contains the control character {found!r}")
+    return value
+
+
+def _headers(value: dict[str, str]) -> dict[str, str]:
+    for name, item in value.items():
+        if not name:
+            raise ValueError("a header name is empty")
+        try:
+            one_line(name)
+            one_line(item)
+        except ValueError as exc:
+            raise ValueError(f"header {name!r}: {exc}") from None
+    return value
 
 
 class Assertion(Strict):
@@ -102,9 +141,9 @@ class Assertion(Strict):
             raise ValueError(f"{self.comparison} needs a numeric target")
         if self.comparison == "matches":
             try:
-                re.compile(str(self.target))
-            except re.error as exc:
-                raise ValueError(f"target is not a valid regular expression: {exc}") from None
+                compile_pattern(str(self.target))
+            except PatternError as exc:
+                raise ValueError(f"target is {exc}") from None
         if (
             self.source == "headers"
             and not self.property
@@ -172,6 +211,11 @@ class Request(Strict):
             check_placeholders(item)
         return value
 
+    @field_validator("headers")
+    @classmethod
+    def _one_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return _headers(value)
+
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float) -> float:
@@ -181,6 +225,7 @@ class Request(Strict):
 
 
 def validate_url(value: str) -> str:
+    one_line(value)
     check_placeholders(value)
     # Validate the shape with placeholders stood in by a harmless token.
     probe = PLACEHOLDER_RE.sub("x", value)
@@ -219,6 +264,9 @@ class RetryPolicy(Strict):
 
 class AlertPolicy(Strict):
     after_failures: int = Field(default=1, ge=1, le=100)
+    # How many locations must be failing (each after its own after_failures) before the
+    # check is failing and alerts; see app/state.py.
+    min_failing_locations: int = Field(default=1, ge=1, le=100)
     channels: list[Slug] = Field(default_factory=list)
     notify_recovery: bool = True
     notify_degraded: bool = False
@@ -248,9 +296,9 @@ class TextMatch(Strict):
             )
         if self.matches is not None:
             try:
-                re.compile(self.matches)
-            except re.error as exc:
-                raise ValueError(f"matches is not a valid regular expression: {exc}") from None
+                compile_pattern(self.matches)
+            except PatternError as exc:
+                raise ValueError(f"matches is {exc}") from None
         return self
 
     @property
@@ -348,10 +396,15 @@ class HeaderStep(Strict):
     name: str = Field(min_length=1)
     value: str
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return one_line(value)
+
     @field_validator("value")
     @classmethod
     def _placeholders(cls, value: str) -> str:
-        return check_placeholders(value)
+        return check_placeholders(one_line(value))
 
 
 # action -> (model, the field a bare string fills in)
@@ -415,6 +468,11 @@ class BrowserSpec(Strict):
     basic_auth: BasicAuth | None = None
     steps: list[Step] = Field(min_length=1, max_length=200)
 
+    @field_validator("headers")
+    @classmethod
+    def _one_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return _headers(value)
+
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float) -> float:
@@ -425,7 +483,7 @@ class BrowserSpec(Strict):
 
 class Check(Strict):
     id: Slug
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
     type: Literal["http", "browser"]
     frequency: Duration = 60.0
     locations: list[str] = Field(default_factory=list)
@@ -438,12 +496,28 @@ class Check(Strict):
     assertions: list[Assertion] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     alert: AlertPolicy = Field(default_factory=AlertPolicy)
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_TAGS
+    )
 
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
         return _slug(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else one_line(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            found = control_character(tag)
+            if found is not None:
+                raise ValueError(f"tag {tag!r} contains the control character {found!r}")
+        return value
 
     @field_validator("frequency")
     @classmethod
@@ -457,6 +531,12 @@ class Check(Strict):
     @field_validator("locations")
     @classmethod
     def _locations(cls, value: list[str]) -> list[str]:
+        for location in value:
+            if not LOCATION_RE.fullmatch(location):
+                raise ValueError(
+                    f"{location!r} is not a location: 1-40 lower-case letters, digits and '-', "
+                    "as in eu-west-1"
+                )
         if len(set(value)) != len(value):
             raise ValueError("lists a location twice")
         return value
@@ -481,6 +561,11 @@ class Check(Strict):
             and self.degraded_response_time > self.max_response_time
         ):
             raise ValueError("degraded_response_time must not exceed max_response_time")
+        if self.locations and self.alert.min_failing_locations > len(self.locations):
+            raise ValueError(
+                f"alert.min_failing_locations ({self.alert.min_failing_locations}) exceeds "
+                f"the check's {len(self.locations)} location(s)"
+            )
         return self
 
     @property
@@ -491,8 +576,20 @@ class Check(Strict):
         return self.browser.timeout
 
     def snapshot(self) -> dict[str, Any]:
-        """The JSON form stored in the database and carried in run requests."""
-        return self.model_dump(mode="json")
+        """The JSON form stored in the database and carried in run requests.
+
+        A field added by this release is left out while it holds its default: the
+        release before forbids unknown fields, and reads such a snapshot during a roll.
+        """
+        dumped = self.model_dump(mode="json")
+        for section, name, default in ADDED_AT_DEFAULT:
+            if dumped[section].get(name) == default:
+                del dumped[section][name]
+        return dumped
+
+
+# Fields added after the first release, as (section, field, default): see Check.snapshot.
+ADDED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (("alert", "min_failing_locations", 1),)
 
 
 class Channel(Strict):
@@ -507,6 +604,11 @@ class Channel(Strict):
     def _id(cls, value: str) -> str:
         return _slug(value)
 
+    @field_validator("headers")
+    @classmethod
+    def _one_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return _headers(value)
+
     @model_validator(mode="after")
     def _by_type(self) -> Channel:
         if self.type in ("webhook", "slack"):
@@ -519,7 +621,7 @@ class Channel(Strict):
             if not self.to:
                 raise ValueError("an email channel needs 'to': a list of addresses")
             for address in self.to:
-                if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+                if not re.fullmatch(r"[^@\s]+@[^@\s]+", address) or control_character(address):
                     raise ValueError(f"{address!r} is not an email address")
             if self.url:
                 raise ValueError("an email channel takes no url")
