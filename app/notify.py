@@ -292,7 +292,7 @@ class NotificationSender:
             if attempts >= MAX_ATTEMPTS:
                 # Only a claim whose sender died gets here: a notification that keeps
                 # ending its sender is given up, not delivered forever.
-                session.execute(
+                given_up = session.execute(
                     update(NotificationRow)
                     .where(*still_due)
                     .values(
@@ -300,7 +300,8 @@ class NotificationSender:
                         last_error=f"delivery interrupted {attempts} times (sender stopped)",
                     )
                 )
-                log.error("notification %d given up after %d attempts", notification_id, attempts)
+                if given_up.rowcount == 1:  # type: ignore[attr-defined]
+                    log.error("notification %d given up: %d attempts", notification_id, attempts)
                 return None
             result = session.execute(
                 update(NotificationRow)
