@@ -30,7 +30,10 @@ from app.browser.steps import (
     StepFailed,
     apply_basic_auth,
     describe,
+    hiding_typed_secrets,
+    own_origins,
     run_step,
+    send_headers,
 )
 from app.checks.models import Check
 from app.messages import RunRequest, RunResult
@@ -157,6 +160,7 @@ class BrowserHost:
             page.on("pageerror", events.page_error)
             page.on("requestfailed", events.request_failed)
             page.on("response", events.response)
+            page.on("error", events.page_crashed)
 
             def navigated(frame: Any) -> None:
                 if frame.parentFrame is None:
@@ -165,9 +169,17 @@ class BrowserHost:
             page.on("framenavigated", navigated)
             await page.setViewport({"width": spec.viewport.width, "height": spec.viewport.height})
             artifacts = store_for(self.settings)
+            typed_secrets: set[str] = set()
 
             async def screenshot(name: str, full_page: bool = False) -> None:
-                data = await asyncio.wait_for(page.screenshot(type="png", fullPage=full_page), 10)
+                data = await asyncio.wait_for(
+                    hiding_typed_secrets(
+                        page,
+                        typed_secrets,
+                        lambda: page.screenshot(type="png", fullPage=full_page),
+                    ),
+                    10,
+                )
                 key = f"{check.id}/{request.run_id}/{len(observation.artifacts):02d}-{name}.png"
                 url = await asyncio.get_running_loop().run_in_executor(
                     None, artifacts.put, key, data, "image/png"
@@ -191,13 +203,15 @@ class BrowserHost:
                 refusals=self.proxy.state.take,
                 events=events,
                 secrets=secrets,
+                typed_secrets=typed_secrets,
             )
             try:
+                ctx.own_origins = own_origins(check, placeholders)
                 ctx.headers.update({k: placeholders.text(v) for k, v in spec.headers.items()})
-                if ctx.headers:
-                    await page.setExtraHTTPHeaders(ctx.headers)
                 if spec.basic_auth is not None:
-                    await apply_basic_auth(ctx, spec.basic_auth)
+                    await self._control(apply_basic_auth(ctx, spec.basic_auth), "send headers")
+                else:
+                    await self._control(send_headers(ctx), "send headers")
             except UndefinedVariable as exc:
                 observation.fail(CONFIG, str(exc))
             else:
