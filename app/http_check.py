@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -38,6 +39,7 @@ from app.outcome import (
     to_result,
 )
 from app.placeholders import Placeholders, UndefinedVariable
+from app.redact import Redactor, redactor_for
 from app.ssrf import ForbiddenTarget, TargetGuard
 from config.settings import Settings
 
@@ -45,6 +47,13 @@ MAX_REDIRECTS = 10
 CHUNK = 64 * 1024
 # Response headers whose values are credentials of the monitored service.
 SENSITIVE_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authorization", "cookie"})
+# Request headers that carry credentials whoever set them (requests adds Authorization
+# for user:password@ in a URL); never sent on to another origin.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+BODY_HEADERS = ("Content-Type", "Content-Length", "Transfer-Encoding")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+HEADER_VALUE_LIMIT = 500
+MAX_HEADERS_SHOWN = 50
 DEFAULT_ASSERTION = Assertion(source="status_code", comparison="less_than", target=400)
 USER_AGENT = "synmon (+https://github.com/synmon/synmon)"
 
@@ -81,7 +90,7 @@ def _prepare(check: Check, placeholders: Placeholders) -> tuple[requests.Request
     return prepared, auth_header
 
 
-def _read_body(response: requests.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
+def _read_body(response: requests.Response, limit: int, probe: Probe) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_content(CHUNK):
@@ -89,8 +98,12 @@ def _read_body(response: requests.Response, limit: int, deadline: float) -> tupl
         size += len(chunk)
         if size > limit:
             return b"".join(chunks)[:limit], True
-        if time.perf_counter() > deadline:
+        if probe.expired or (probe.remaining() or 0.0) < 0:
             raise _Deadline
+    if probe.expired:
+        # The watchdog cut the connection: the end of this body is the deadline's doing
+        # (a body that runs until the connection closes would look complete).
+        raise _Deadline
     return b"".join(chunks), False
 
 
@@ -102,10 +115,14 @@ def _decode(body: bytes, response: requests.Response) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-def _network_error(exc: Exception, url: str) -> tuple[str, str]:
-    """(kind, message) for an exception that requests raised."""
+def _network_error(exc: Exception, url: str, redactor: Redactor) -> tuple[str, str]:
+    """(kind, message) for an exception that requests raised.
+
+    The exception's text can quote the URL (and so a secret in its query): it is
+    redacted before it is cut.
+    """
     host = urlsplit(url).hostname or url
-    text = str(exc)
+    text = redactor.text(str(exc))
     if isinstance(exc, ConnectTimeout):
         return TIMEOUT, f"connecting to {host} timed out"
     if isinstance(exc, ReadTimeout):
@@ -148,11 +165,16 @@ def run_http_check(
             prepared_request, auth = _prepare(check, placeholders)
             if auth:
                 secrets.add(auth["secret"])
+            check_headers = {name.lower() for name in prepared_request.headers}
         except UndefinedVariable as exc:
             observation.fail(CONFIG, str(exc))
             return _finish(check, request, observation, settings, deliveries, placeholders, secrets)
 
+        # Every secret is known once the request is filled in: from here each text that
+        # may echo one is redacted before it is cut.
+        redactor = redactor_for(_secrets(settings, placeholders, secrets))
         deadline = observation.started + spec.timeout
+        probe.deadline = deadline
         url = prepared_request.url
         prepared = session.prepare_request(prepared_request)
         redirects = 0
@@ -175,9 +197,9 @@ def run_http_check(
                 redirects += 1
                 if redirects > MAX_REDIRECTS:
                     raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
-                prepared = _follow(session, prepared, response)
+                prepared = _follow(session, prepared, response, check_headers)
                 response.close()
-            body, truncated = _read_body(response, settings.max_response_bytes, deadline)
+            body, truncated = _read_body(response, settings.max_response_bytes, probe)
         except ForbiddenTarget as exc:
             observation.fail(FORBIDDEN, str(exc))
         except _Deadline:
@@ -189,19 +211,21 @@ def run_http_check(
         except InvalidURL as exc:
             observation.fail(CONFIG, f"invalid URL: {exc}")
         except (requests.RequestException, OSError) as exc:
-            if time.perf_counter() >= deadline:
+            if probe.expired or time.perf_counter() >= deadline:
                 observation.fail(
                     TIMEOUT, f"no complete response within the timeout of {spec.timeout:g}s"
                 )
             else:
-                kind, message = _network_error(exc, url or spec.url)
+                kind, message = _network_error(exc, url or spec.url, redactor)
                 observation.fail(kind, message)
         finally:
             watchdog.disarm(alarm)
         observation.stop()
         _record_timings(observation, probe)
         if observation.error is None and response is not None:
-            _assert(check, observation, response, body, truncated, probe, settings, redirects)
+            _assert(
+                check, observation, response, body, truncated, probe, settings, redirects, redactor
+            )
         return _finish(check, request, observation, settings, deliveries, placeholders, secrets)
     finally:
         if response is not None:
@@ -210,13 +234,28 @@ def run_http_check(
         current_probe.reset(token)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a port at all: never the same origin as anything
+        return scheme, "", -1
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
 def _follow(
-    session: requests.Session, previous: requests.PreparedRequest, response: requests.Response
+    session: requests.Session,
+    previous: requests.PreparedRequest,
+    response: requests.Response,
+    check_headers: set[str],
 ) -> requests.PreparedRequest:
     """The request a browser would make for this redirect (and nothing else).
 
-    303, and 301/302 after a POST, turn into a GET without a body; credentials are not
-    carried to another host.
+    303, and 301/302 after a POST, turn into a GET without a body. A check's headers
+    and credentials stay with their origin: on a redirect to another scheme, host or
+    port, every header the check set (its basic_auth, Authorization, Cookie and any
+    custom header) is dropped, and stays dropped for the hops after it.
     """
     url = urljoin(response.url, response.headers["location"])
     method = previous.method or "GET"
@@ -226,11 +265,16 @@ def _follow(
         response.status_code in (301, 302) and method == "POST"
     ):
         method, body = "GET", None
-        for name in ("Content-Type", "Content-Length", "Transfer-Encoding"):
+        for name in BODY_HEADERS:
             headers.pop(name, None)
-    if urlsplit(url).hostname != urlsplit(previous.url or "").hostname:
-        headers.pop("Authorization", None)
-        headers.pop("Cookie", None)
+    if _origin(url) != _origin(previous.url or ""):
+        headers = {
+            name: value
+            for name, value in headers.items()
+            if name.lower() not in check_headers | CREDENTIAL_HEADERS
+            or (body is not None and name in BODY_HEADERS)  # they describe the body
+        }
+        headers.setdefault("User-Agent", USER_AGENT)
     headers.pop("Host", None)
     return session.prepare_request(
         requests.Request(method=method, url=url, headers=headers, data=body)
@@ -262,6 +306,7 @@ def _assert(
     probe: Probe,
     settings: Settings,
     redirects: int,
+    redactor: Redactor,
 ) -> None:
     text = _decode(body, response)
     headers = {k: v for k, v in response.headers.items()}
@@ -274,7 +319,10 @@ def _assert(
             days_until(probe.certificate_not_after) if probe.certificate_not_after else None
         ),
     )
-    outcomes = engine.evaluate(check.assertions or [DEFAULT_ASSERTION], facts)
+    assertions = check.assertions or [DEFAULT_ASSERTION]
+    outcomes = engine.evaluate(assertions, facts)
+    if redactor.active:
+        outcomes = _shown_redacted(assertions, outcomes, facts, redactor)
     observation.assertions = [o.as_dict() for o in outcomes]
     failed = [o for o in outcomes if not o.passed]
     if failed:
@@ -287,23 +335,54 @@ def _assert(
             f"assertion failed: {first.source}{prop} {first.comparison}{target}{reason}"
             + (f", and {len(failed) - 1} more" if len(failed) > 1 else ""),
         )
-    excerpt_limit = settings.response_excerpt_bytes
     observation.response = {
         "status_code": response.status_code,
-        "url": response.url,
+        "url": redactor.text(response.url),
         "redirects": redirects,
         "remote_address": probe.remote_address,
         "http_version": {10: "1.0", 11: "1.1"}.get(getattr(response.raw, "version", 11), "1.1"),
         "headers": {
-            k: ("[REDACTED]" if k.lower() in SENSITIVE_HEADERS else v[:500])
-            for k, v in list(headers.items())[:50]
+            redactor.cut(k, HEADER_VALUE_LIMIT): (
+                "[REDACTED]"
+                if k.lower() in SENSITIVE_HEADERS
+                else redactor.cut(v, HEADER_VALUE_LIMIT)
+            )
+            for k, v in list(headers.items())[:MAX_HEADERS_SHOWN]
         },
         "body_bytes": len(body),
         "body_truncated": truncated,
-        "body_excerpt": text[:excerpt_limit],
+        "body_excerpt": redactor.cut(text, settings.response_excerpt_bytes, already_cut=truncated),
     }
     if probe.certificate_not_after is not None:
         observation.response["tls_not_after"] = probe.certificate_not_after.isoformat()
+
+
+def _shown_redacted(
+    assertions: list[Assertion],
+    outcomes: list[engine.AssertionOutcome],
+    facts: engine.ResponseFacts,
+    redactor: Redactor,
+) -> list[engine.AssertionOutcome]:
+    """``outcomes`` with each actual value read from the redacted response.
+
+    The assertion engine shortens the actual values it reports; a secret cut there
+    would no longer be found by the redaction of the result. So the verdicts come from
+    the real response and the values shown from a redacted copy of it, read the same way.
+    """
+    redacted = engine.ResponseFacts(
+        status_code=facts.status_code,
+        headers=redactor.value(facts.headers),
+        text=redactor.text(facts.text),
+        response_time_ms=facts.response_time_ms,
+        tls_days_until_expiry=facts.tls_days_until_expiry,
+    )
+    shown = engine.evaluate(assertions, redacted)
+    return [
+        replace(
+            outcome, actual=display.actual, error=outcome.error and redactor.text(outcome.error)
+        )
+        for outcome, display in zip(outcomes, shown, strict=True)
+    ]
 
 
 def _finish(
@@ -318,3 +397,8 @@ def _finish(
     if not observation.duration_ms:
         observation.stop()
     return to_result(check, request, observation, settings, deliveries, secrets | placeholders.used)
+
+
+def _secrets(settings: Settings, placeholders: Placeholders, extra: set[str]) -> frozenset[str]:
+    """The secrets ``to_result`` redacts (the same set, so the same cached redactor)."""
+    return frozenset([*settings.variables.values(), *extra, *placeholders.used])

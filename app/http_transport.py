@@ -33,9 +33,17 @@ from app.ssrf import TargetGuard
 
 @dataclass
 class Probe:
-    """What the connections of one run observed."""
+    """What the connections of one run observed, and the run's deadline.
+
+    ``deadline`` (a ``perf_counter`` value) bounds every phase of every connection:
+    DNS, connect, TLS and each read. Once ``abort`` ran (the watchdog calls it at the
+    deadline), ``expired`` is set, so a body that ended because its connection was cut
+    is not taken for a complete one, and a connection opened afterwards is cut at once.
+    """
 
     guard: TargetGuard
+    deadline: float | None = None
+    expired: bool = False
     dns_ms: float = 0.0
     connect_ms: float = 0.0
     tls_ms: float = 0.0
@@ -43,12 +51,27 @@ class Probe:
     remote_address: str | None = None
     certificate_not_after: datetime | None = None
     sockets: list[socket.socket] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - perf_counter()
+
+    def register(self, sock: socket.socket) -> None:
+        """Make ``sock`` one of the run's connections (cut at once if time is up)."""
+        with self._lock:
+            self.sockets.append(sock)
+            if self.expired:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def abort(self) -> None:
-        """Cut every connection of the run: a blocked read returns at once."""
-        for sock in self.sockets:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        """Cut every connection of the run: a blocked read or handshake returns at once."""
+        with self._lock:
+            self.expired = True
+            for sock in self.sockets:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 current_probe: ContextVar[Probe] = ContextVar("current_probe")
@@ -61,11 +84,26 @@ class _GuardedConnectionMixin:
     socket_options: Any
     _dns_host: str
 
+    def _connect_timeout(self, probe: Probe) -> float | None:
+        """The socket timeout for this connection: its own, cut to what the run has left."""
+        default = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+        own: float | None = None if self.timeout is default else self.timeout
+        left = probe.remaining()
+        if left is None:
+            return own
+        if left <= 0:
+            raise ConnectTimeoutError(self, f"no time left to connect to {self.host}")
+        return left if own is None else min(float(own), left)
+
     def _new_conn(self) -> socket.socket:
         probe = current_probe.get()
         started = perf_counter()
         try:
-            addresses = probe.guard.resolve(self._dns_host, self.port)
+            addresses = probe.guard.resolve(
+                self._dns_host, self.port, timeout=self._connect_timeout(probe)
+            )
+        except TimeoutError:
+            raise ConnectTimeoutError(self, f"DNS lookup of {self._dns_host} timed out") from None
         except socket.gaierror as exc:
             raise NewConnectionError(
                 self, f"DNS lookup of {self._dns_host} failed: {exc.strerror or exc}"
@@ -74,12 +112,14 @@ class _GuardedConnectionMixin:
         probe.dns_ms += (resolved - started) * 1000
         last_error: OSError | None = None
         for family, address in addresses:
+            timeout = self._connect_timeout(probe)
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 for option in self.socket_options or ():
                     sock.setsockopt(*option)
-                if self.timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
-                    sock.settimeout(self.timeout)
+                if timeout is not None:
+                    sock.settimeout(timeout)
+                probe.register(sock)  # from here the watchdog can cut it, TLS included
                 sock.connect((address, self.port))
             except TimeoutError:
                 sock.close()
@@ -92,7 +132,6 @@ class _GuardedConnectionMixin:
                 continue
             probe.connect_ms += (perf_counter() - resolved) * 1000
             probe.connections += 1
-            probe.sockets.append(sock)
             probe.remote_address = address
             return sock
         raise NewConnectionError(self, f"connection to {self.host} failed: {last_error}")
@@ -116,11 +155,20 @@ class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
             probe.certificate_not_after = x509.load_der_x509_certificate(der).not_valid_after_utc
 
 
-class GuardedHTTPPool(HTTPConnectionPool):
+class _CompleteBodiesMixin:
+    def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+        # urllib3 1.x takes a body cut short (fewer bytes than Content-Length, then EOF)
+        # for a complete one: a server that sends its headers and stalls until the
+        # watchdog cuts the connection would otherwise pass with an empty body.
+        kwargs.setdefault("enforce_content_length", True)
+        return super().urlopen(*args, **kwargs)  # type: ignore[misc]
+
+
+class GuardedHTTPPool(_CompleteBodiesMixin, HTTPConnectionPool):
     ConnectionCls = GuardedHTTPConnection
 
 
-class GuardedHTTPSPool(HTTPSConnectionPool):
+class GuardedHTTPSPool(_CompleteBodiesMixin, HTTPSConnectionPool):
     ConnectionCls = GuardedHTTPSConnection
 
     def _validate_conn(self, conn: Any) -> None:

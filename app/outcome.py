@@ -22,6 +22,8 @@ FORBIDDEN = "forbidden_target"
 CONFIG = "config"
 BROWSER = "browser"
 NETWORK_KINDS = frozenset({NETWORK, TIMEOUT})
+# The longest error a result carries (characters, after redaction).
+ERROR_LIMIT = 2000
 
 HOST = socket.gethostname()
 
@@ -105,11 +107,16 @@ def to_result(
 
 
 def redact_result(result: RunResult, secrets: frozenset[str]) -> RunResult:
-    """Remove every secret value from the parts of a result that echo the target."""
+    """Remove every secret value from the parts of a result that echo the target.
+
+    The error is bounded here, after its redaction, so that a check kind may hand over
+    a long error and never has to cut it (and cut a secret in half) itself.
+    """
     redactor = redactor_for(secrets)
+    if result.error is not None:
+        result.error = redactor.cut(result.error, ERROR_LIMIT)
     if not redactor.active:
         return result
-    result.error = redactor.value(result.error)
     result.assertions = redactor.value(result.assertions)
     result.response = redactor.value(result.response)
     result.timings = redactor.value(result.timings)
