@@ -7,7 +7,8 @@ requests. If sending fails the transaction rolls back and the next tick tries ag
 the process dies after sending and before committing, the slot is sent again under the
 same run id and ingest keeps one result.
 
-A run request that SQS refuses for its content (too long, characters SQS does not take)
+A run request that SQS refuses for its content (too long for its queue, or any entry SQS
+reports as the sender's fault; bodies are base64, so characters SQS refuses cannot occur)
 would be refused again on every tick, so it is set aside instead: logged with its check
 id (never its body, which carries the check's definition), counted in
 ``synmon_refused_runs_total``, and its check advances to the next slot like the others.
