@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import re
@@ -30,8 +31,17 @@ USER_DATA_PREFIX = "synmon-chromium-"
 PR_SET_PDEATHSIG = 1
 _ENDPOINT_RE = re.compile(rb"DevTools listening on (ws://\S+)")
 
-# Required on this platform (see RESEARCH.md): no GPU, no background traffic to Google
-# that a closed network refuses, no QUIC (it would bypass the guard proxy).
+# Where Chromium's own Google clients are sent instead of Google: a name under the
+# reserved ``.invalid`` top-level domain (RFC 6761) never resolves, and the guard proxy
+# refuses it before any lookup. Used for the services that no flag switches off (the
+# sign-in client lists accounts on every start; on-demand components are fetched even
+# with --disable-component-update), so that what is left of them is recognisably
+# Chromium's and goes nowhere.
+SERVICE_SINK_DOMAIN = "chromium.invalid"
+
+# Required on this platform (see RESEARCH.md and docs/decisions.md, "Chromium reaches
+# nothing but the guard proxy"): no GPU, no QUIC, no traffic of Chromium's own, and no
+# socket that does not go through the proxy.
 BASE_ARGS = (
     "--headless=new",
     "--disable-gpu",
@@ -40,7 +50,7 @@ BASE_ARGS = (
     "--disable-sync",
     "--no-first-run",
     "--no-default-browser-check",
-    "--disable-quic",
+    "--disable-quic",  # QUIC is UDP: it would bypass the proxy
     "--disable-dev-shm-usage",
     "--disable-extensions",
     "--disable-default-apps",
@@ -49,10 +59,60 @@ BASE_ARGS = (
     "--metrics-recording-only",
     "--password-store=basic",
     "--use-mock-keychain",
-    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    # WebRTC may only use UDP through the proxy, which has none: no STUN, no TURN over
+    # UDP, no host candidates. This switch sets the webrtc.ip_handling_policy preference
+    # above the profile's; --force-webrtc-ip-handling-policy no longer exists.
+    "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    # Chromium resolves no name itself: every request names its host to the proxy,
+    # which resolves and vets it. Anything that would resolve on its own (an mDNS ICE
+    # candidate, a DNS prefetch, DNS over HTTPS) finds nothing.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--disable-features="
+    + ",".join(
+        (
+            "WebRtcHideLocalIpsWithMdns",  # announces host candidates by mDNS multicast
+            "MediaRouter",  # Cast discovery: mDNS and SSDP multicast
+            "DialMediaRouteProvider",
+            "OptimizationHints",  # optimizationguide-pa.googleapis.com
+            "AutofillServerCommunication",  # content-autofill.googleapis.com
+            "NetworkTimeServiceQuerying",  # http://clients2.google.com/time/1/current
+            "Translate",  # translate.googleapis.com
+        )
+    ),
+    "--no-pings",  # <a ping> and hyperlink auditing
+    "--disable-domain-reliability",  # beacons about Google properties' reliability
+    "--disable-breakpad",  # no crash reports
+    "--disable-field-trial-config",  # variations
+    f"--variations-server-url=https://variations.{SERVICE_SINK_DOMAIN}",
+    f"--gaia-url=https://gaia.{SERVICE_SINK_DOMAIN}",  # accounts.google.com ListAccounts
+    f"--google-apis-url=https://apis.{SERVICE_SINK_DOMAIN}",  # www.googleapis.com tokens
+    f"--lso-url=https://lso.{SERVICE_SINK_DOMAIN}",  # OAuth2 token service
+    # On-demand components (the optimisation guide's model manifest) are fetched from
+    # update.googleapis.com despite --disable-component-update.
+    f"--component-updater=url-source=https://update.{SERVICE_SINK_DOMAIN}/service/update2/json",
     "--remote-debugging-port=0",
     "--remote-debugging-address=127.0.0.1",
 )
+
+# The profile Chromium starts with (``Default/Preferences`` in its user-data folder).
+# The WebRTC preferences have no switch of their own; the rest switches off the
+# profile's own clients of Google services, in case a flag above stops working.
+PROFILE_PREFERENCES: dict[str, object] = {
+    "webrtc": {
+        "ip_handling_policy": "disable_non_proxied_udp",
+        "multiple_routes_enabled": False,
+        "nonproxied_udp_enabled": False,
+    },
+    "signin": {"allowed": False, "allowed_on_next_startup": False},
+    "safebrowsing": {"enabled": False, "enhanced": False},
+    "translate": {"enabled": False},
+    "search": {"suggest_enabled": False},
+    "alternate_error_pages": {"enabled": False},
+    "net": {"network_prediction_options": 2},  # no preconnect or DNS prefetch
+    "autofill": {"profile_enabled": False, "credit_card_enabled": False},
+    "credentials_enable_service": False,
+    "browser": {"has_seen_welcome_page": True, "check_default_browser": False},
+}
 
 
 class BrowserLaunchError(RuntimeError):
@@ -111,6 +171,7 @@ def launch(
             f"no Chromium at {executable}: install Debian's chromium or set SYNMON_CHROMIUM_PATH"
         )
     user_data_dir = Path(tempfile.mkdtemp(prefix=f"{USER_DATA_PREFIX}{os.getpid()}-"))
+    write_profile(user_data_dir)
     args = [executable, *BASE_ARGS, f"--user-data-dir={user_data_dir}", *extra_args]
     if os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium refuses to run its sandbox as root
@@ -143,6 +204,13 @@ def launch(
     chromium = Chromium(process, "", user_data_dir)
     chromium.kill()
     raise BrowserLaunchError(f"Chromium did not start: {output.decode(errors='replace')[-500:]}")
+
+
+def write_profile(user_data_dir: Path) -> None:
+    """The preferences Chromium reads when it opens the default profile."""
+    profile = user_data_dir / "Default"
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "Preferences").write_text(json.dumps(PROFILE_PREFERENCES), encoding="utf-8")
 
 
 def _drain_in_background(process: subprocess.Popen[bytes]) -> None:

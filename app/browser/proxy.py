@@ -9,6 +9,14 @@ guard as HTTP checks use, applied where a page cannot get around it.
 
 Plain-HTTP requests are forwarded one per connection (``Connection: close``), which
 keeps the proxy a byte relay rather than an HTTP implementation.
+
+Chromium's own traffic is refused before any lookup, so that nothing but the check's
+requests leaves the machine: names under ``SERVICE_SINK_DOMAIN`` (where synmon sends
+the Google clients that no flag switches off), every other ``.invalid`` name (it
+cannot resolve), the hosts of Chromium's update, component, safe-browsing, variations
+and messaging services, and, once the owner says runs are bracketed
+(``refuse_between_runs``), every request made while no check is running. Every request
+the proxy sees is kept in a bounded log (``ProxyState.seen``) with what became of it.
 """
 
 from __future__ import annotations
@@ -18,14 +26,51 @@ import contextlib
 import logging
 import socket
 import threading
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from app.browser.chromium import SERVICE_SINK_DOMAIN
 from app.ssrf import ForbiddenTarget, TargetGuard
 
 log = logging.getLogger("synmon.browser.proxy")
 MAX_HEAD = 64 * 1024
 CONNECT_TIMEOUT = 10.0
+SEEN_LIMIT = 1000  # requests kept in the log: enough for a run, bounded for a hostile page
+
+# Hosts that only Chromium's own clients talk to (none serves pages): refused for every
+# run, so that a client a flag failed to stop still reaches nothing. Google hosts that
+# pages do use (accounts.google.com, www.googleapis.com, fonts, translate widgets) are
+# not here; Chromium's sign-in and API clients are pointed at SERVICE_SINK_DOMAIN instead.
+CHROMIUM_SERVICE_HOSTS = frozenset(
+    {
+        "update.googleapis.com",  # component and extension updates
+        "clients2.google.com",  # network time, extension updates
+        "clients2.googleusercontent.com",  # extension downloads
+        "redirector.gvt1.com",  # component downloads
+        "edgedl.me.gvt1.com",
+        "optimizationguide-pa.googleapis.com",  # optimisation hints, on-device models
+        "safebrowsing.googleapis.com",
+        "safebrowsing.google.com",
+        "sb-ssl.google.com",
+        "content-autofill.googleapis.com",
+        "clientservices.googleapis.com",  # variations seed
+        "android.clients.google.com",  # GCM check-in
+        "mtalk.google.com",  # GCM
+        "beacons.gvt2.com",  # domain reliability
+        "beacons.gcp.gvt2.com",
+        "passwordsleakcheck-pa.googleapis.com",
+        "chromesyncpasswords-pa.googleapis.com",
+        "chromewebstore.googleapis.com",
+    }
+)
+# What became of a request (ProxyRequest.verdict).
+FORWARDED = "forwarded"
+REFUSED = "refused"  # the guard said no: the check's own request, reported with its result
+CHROMIUM = "chromium"  # Chromium's own traffic, refused without a lookup
+OUTSIDE_RUN = "outside_run"  # no check was running
+UNREACHABLE = "unreachable"
 
 
 @dataclass
@@ -35,9 +80,18 @@ class Refusal:
     reason: str
 
 
+@dataclass(frozen=True)
+class ProxyRequest:
+    method: str
+    host: str
+    port: int
+    verdict: str
+
+
 @dataclass
 class ProxyState:
     refusals: list[Refusal] = field(default_factory=list)
+    seen: deque[ProxyRequest] = field(default_factory=lambda: deque(maxlen=SEEN_LIMIT))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refuse(self, refusal: Refusal) -> None:
@@ -48,6 +102,29 @@ class ProxyState:
         with self.lock:
             taken, self.refusals = self.refusals, []
         return taken
+
+    def record(self, request: ProxyRequest) -> None:
+        with self.lock:
+            self.seen.append(request)
+
+    def take_seen(self) -> list[ProxyRequest]:
+        """Every request seen since the last call, oldest first."""
+        with self.lock:
+            taken = list(self.seen)
+            self.seen.clear()
+        return taken
+
+
+def chromium_service_reason(host: str) -> str | None:
+    """Why ``host`` is Chromium's own traffic and not a page's, or None."""
+    name = host.lower().rstrip(".")
+    if name == SERVICE_SINK_DOMAIN or name.endswith("." + SERVICE_SINK_DOMAIN):
+        return "Chromium's own service traffic (sent to the sink domain by synmon's flags)"
+    if name == "invalid" or name.endswith(".invalid"):
+        return "a .invalid name never resolves (RFC 6761)"
+    if name in CHROMIUM_SERVICE_HOSTS:
+        return f"{name} serves only Chromium's own clients (update, safe browsing, sync...)"
+    return None
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -65,10 +142,14 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class GuardProxy:
     """An HTTP proxy on 127.0.0.1 that only connects where the guard allows."""
 
-    def __init__(self, guard: TargetGuard) -> None:
+    def __init__(self, guard: TargetGuard, refuse_between_runs: bool = False) -> None:
         self.guard = guard
         self.state = ProxyState()
         self.port = 0
+        # When the owner brackets its runs (check_run), a request made between them
+        # cannot be a check's: Chromium's own, or a closed page's late one.
+        self.refuse_between_runs = refuse_between_runs
+        self._runs = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
@@ -95,6 +176,21 @@ class GuardProxy:
         if self._loop is not None and self._server is not None:
             self._loop.call_soon_threadsafe(self._server.close)
             self._loop.call_soon_threadsafe(self._loop.stop)
+
+    @contextlib.contextmanager
+    def check_run(self) -> Iterator[None]:
+        """A check is running: its requests are forwarded (when the guard allows them)."""
+        with self.state.lock:
+            self._runs += 1
+        try:
+            yield
+        finally:
+            with self.state.lock:
+                self._runs -= 1
+
+    def _running(self) -> bool:
+        with self.state.lock:
+            return self._runs > 0 or not self.refuse_between_runs
 
     async def _open(
         self, host: str, port: int
@@ -136,22 +232,43 @@ class GuardProxy:
             return
         if method == "CONNECT":
             host, _, port_text = target.rpartition(":")
-            host, port = host.strip("[]"), int(port_text or 443)
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                await self._refuse(writer, "400 Bad Request", "CONNECT needs host:port")
+                return
+            host, port = host.strip("[]"), int(port_text)
         else:
             parts = urlsplit(target)
             if parts.scheme != "http" or not parts.hostname:
                 await self._refuse(writer, "400 Bad Request", "only absolute http:// URLs")
                 return
             host, port = parts.hostname, parts.port or 80
+        service = chromium_service_reason(host)
+        if not self._running():
+            self.state.record(ProxyRequest(method, host, port, OUTSIDE_RUN))
+            log.info("refused %s %s:%s: no check is running", method, host, port)
+            await self._refuse(writer, "403 Forbidden", "no check is running")
+            return
+        if service is not None:
+            message = f"refused to connect to {host}: {service}"
+            self.state.record(ProxyRequest(method, host, port, CHROMIUM))
+            if not host.lower().rstrip(".").endswith(".invalid"):
+                # A page may name such a host too: its check reports the refusal.
+                self.state.refuse(Refusal(host, port, message))
+            log.info("%s", message)
+            await self._refuse(writer, "403 Forbidden", message)
+            return
         try:
             upstream_reader, upstream_writer = await self._open(host, port)
         except ForbiddenTarget as exc:
+            self.state.record(ProxyRequest(method, host, port, REFUSED))
             self.state.refuse(Refusal(host, port, str(exc)))
             await self._refuse(writer, "403 Forbidden", str(exc))
             return
         except (OSError, socket.gaierror) as exc:
+            self.state.record(ProxyRequest(method, host, port, UNREACHABLE))
             await self._refuse(writer, "502 Bad Gateway", f"cannot reach {host}:{port}: {exc}")
             return
+        self.state.record(ProxyRequest(method, host, port, FORWARDED))
         if method == "CONNECT":
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await writer.drain()
