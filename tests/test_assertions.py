@@ -67,7 +67,7 @@ FACTS = ResponseFacts(
 def test_sources_and_comparisons(
     source: str, prop: str | None, comparison: str, target: object, passed: bool
 ) -> None:
-    assertion = Assertion(source=source, property=prop, comparison=comparison, target=target)  # type: ignore[arg-type]
+    assertion = Assertion(source=source, property=prop, comparison=comparison, target=target)
     (outcome,) = evaluate([assertion], FACTS)
     assert outcome.passed is passed, outcome
 
