@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import socket
 import ssl
 import threading
+import weakref
 from collections.abc import Callable
 from contextlib import suppress
 from contextvars import ContextVar
@@ -202,19 +204,21 @@ class Watchdog:
     """
 
     def __init__(self) -> None:
+        self._start_over()
+        _watchdogs.add(self)
+
+    def _start_over(self) -> None:
+        # Also in a forked child: its copy of the lock may have been held by a parent
+        # thread that does not exist in the child, and its copy of the thread is gone.
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._cancelled: set[int] = set()
         self._counter = itertools.count()
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def arm(self, deadline: float, callback: Callable[[], None]) -> int:
-        import os
-
         with self._condition:
-            if self._thread is None or self._pid != os.getpid():  # not inherited by a fork
-                self._heap, self._cancelled, self._pid = [], set(), os.getpid()
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="synmon-watchdog", daemon=True
                 )
@@ -246,6 +250,16 @@ class Watchdog:
             with suppress(Exception):
                 callback()
 
+
+_watchdogs: weakref.WeakSet[Watchdog] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for each in list(_watchdogs):
+        each._start_over()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 watchdog = Watchdog()
 

@@ -254,3 +254,40 @@ def stalled_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_a_hanging_dns_lookup_is_a_timeout(stalled_dns: str) -> None:
     result = run_http(_check(f"http://{stalled_dns}/"))
     _timed_out(result)
+
+
+def test_a_forked_worker_process_gets_a_working_watchdog() -> None:
+    """Celery's prefork pool forks worker processes; a parent thread may hold the
+    watchdog's lock at that moment, and the child must not inherit it held."""
+    import os
+    import time
+
+    from app.http_transport import Watchdog
+
+    dog = Watchdog()
+    dog.disarm(dog.arm(time.perf_counter() + 60, lambda: None))  # its thread runs
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with dog._condition:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: arm an alarm and report whether it went off
+        fired = threading.Event()
+        dog.arm(time.perf_counter() + 0.05, fired.set)
+        os._exit(0 if fired.wait(5) else 1)
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 15
+    while (waited := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if waited == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's watchdog hung on a lock held at the fork")
+    assert os.waitstatus_to_exitcode(waited[1]) == 0, "the child's alarm never went off"
