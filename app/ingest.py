@@ -303,8 +303,12 @@ def relay_outbox(
     send: Callable[[Sequence[Outgoing]], Any] | None = None,
     limit: int = 500,
 ) -> int:
-    """Send the retries that committed transactions decided on; returns how many."""
-    send = send or BatchSender(settings).send
+    """Send the retries that committed transactions decided on; returns how many.
+
+    A retry that SQS refuses for its content is set aside (logged, marked sent), as the
+    dispatcher does with a run request: sending it again would be refused again, and
+    would hold up every retry behind it.
+    """
     now = datetime.now(UTC)
     with session_factory.begin() as session:
         query = (
@@ -316,11 +320,22 @@ def relay_outbox(
         if not rows:
             return 0
         messages = []
+        check_of: dict[int, str] = {}
         for row in rows:
             request = decode_run_request(row.body)
             delay = max(0, round((row.not_before - now).total_seconds()))
             messages.append(run_request_message(request, settings, delay_seconds=delay))
-        send(messages)
+            check_of[id(messages[-1])] = str(request.check.get("id"))
+        if send is not None:
+            send(messages)
+        else:
+            for refused in BatchSender(settings).deliver(messages).refused:
+                log.error(
+                    "SQS refused a retry of %s for its content (%s: %s); set aside",
+                    check_of[id(refused.message)],
+                    refused.code,
+                    refused.reason,
+                )
         session.execute(
             update(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows])).values(sent_at=now)
         )

@@ -1,0 +1,98 @@
+"""A retry that SQS refuses for its content is set aside; the retries beside it go out.
+
+Against moto's SQS server, which refuses a message longer than its queue's
+``MaximumMessageSize`` as SQS does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+from sqlalchemy import select, update
+
+from app.check_cache import CheckCache
+from app.checks.loader import load_text
+from app.checks.sync import sync
+from app.ingest import relay_outbox, store_results
+from app.messages import decode_run_request
+from app.sqs import client, create_queues, queue_urls
+from app.storage.db import sessions
+from app.storage.models import CheckRow, OutboxRow
+from config.queues import queue_name
+from tests.conftest import make_settings
+from tests.support.envelopes import run_request_of
+from tests.support.processes import MotoServer, moto_server, wait_until
+from tests.support.results import run_result
+
+PADDING = "refused-padding-" * 6000  # far beyond the queue's limit below
+
+
+@pytest.fixture
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+def test_a_refused_retry_does_not_hold_up_the_others(
+    database_url: str, moto: MotoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(
+        SYNMON_DATABASE_URL=database_url,
+        SYNMON_SQS_ENDPOINT=moto.endpoint,
+        SYNMON_LOCATIONS="eu-west-1",
+    )
+    create_queues(settings)
+    queue = queue_name(settings, "run", "eu-west-1", "http")
+    url = queue_urls(settings)(queue)
+    client(settings).set_queue_attributes(
+        QueueUrl=url, Attributes={"MaximumMessageSize": str(64 * 1024)}
+    )
+    checks = [
+        {
+            "id": check_id,
+            "type": "http",
+            "locations": ["eu-west-1"],
+            "request": {"url": f"https://{check_id}.example"},
+            "retry": {"strategy": "fixed", "max_retries": 1, "base_backoff": "1s"},
+        }
+        for check_id in ("small", "huge")
+    ]
+    Session = sessions(database_url)
+    with Session() as session:
+        sync(session, load_text(yaml.safe_dump({"checks": checks}), "c.yaml", settings))
+    with Session.begin() as session:  # stored by a looser release: relay must cope
+        definition = dict(
+            session.scalars(select(CheckRow.definition).where(CheckRow.id == "huge")).one()
+        )
+        definition["request"] = {**definition["request"], "body": PADDING}
+        session.execute(update(CheckRow).where(CheckRow.id == "huge").values(definition=definition))
+    now = datetime.now(UTC)
+    failures = [
+        run_result(check_id=check_id, status="failed", error="boom", error_kind="network")
+        for check_id in ("huge", "small")
+    ]
+    with Session.begin() as session:
+        assert store_results(session, failures, settings, CheckCache(), now=now).retries == 2
+    with caplog.at_level(logging.ERROR, logger="synmon.ingest"):
+        assert relay_outbox(Session, settings) == 2
+    assert relay_outbox(Session, settings) == 0  # both handled: nothing stalls the relay
+    with Session() as session:
+        assert all(row.sent_at is not None for row in session.scalars(select(OutboxRow)))
+    messages = wait_until(  # sent with the retry's delay of 1 s
+        lambda: (
+            client(settings)
+            .receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            .get("Messages")
+        ),
+        timeout=20,
+        message="the retry of small",
+    )
+    assert [decode_run_request(run_request_of(m["Body"])).check["id"] for m in messages] == [
+        "small"
+    ]
+    (record,) = [r for r in caplog.records if "refused a retry" in r.getMessage()]
+    assert "huge" in record.getMessage() and PADDING[:100] not in record.getMessage()
