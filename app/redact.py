@@ -23,6 +23,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import re2
+
 REDACTED = "[REDACTED]"
 # Very short values would redact ordinary words; they are not secrets worth the name.
 MIN_SECRET_LENGTH = 4
@@ -99,13 +101,26 @@ def forms_of(secret: str) -> set[str]:
     return {form for form in forms if form}
 
 
+# Bodies of a megabyte pass through the redactor on every run: RE2 matches all forms of
+# all secrets in one linear pass, several times faster than ``re`` on such a list.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.max_mem = 64 << 20
+_RE2_OPTIONS.log_errors = False
+
+
+def _compile(forms: list[str]) -> Any:
+    """One pattern matching any of ``forms``, longest first."""
+    try:
+        return re2.compile("|".join(re2.escape(form) for form in forms), options=_RE2_OPTIONS)
+    except re2.error:  # more secrets than RE2's memory bound: slower, but still correct
+        return re.compile("|".join(re.escape(form) for form in forms))
+
+
 class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         forms = {form for s in secrets if len(s) >= MIN_SECRET_LENGTH for form in forms_of(s)}
         self._forms = sorted(forms, key=len, reverse=True)
-        self._pattern = (
-            re.compile("|".join(re.escape(v) for v in self._forms)) if self._forms else None
-        )
+        self._pattern = _compile(self._forms) if self._forms else None
 
     @property
     def active(self) -> bool:
@@ -114,7 +129,7 @@ class Redactor:
     def text(self, value: str) -> str:
         if self._pattern is None:
             return value
-        return self._pattern.sub(REDACTED, value)
+        return str(self._pattern.sub(REDACTED, value))
 
     def cut(self, value: str, limit: int, already_cut: bool = False) -> str:
         """``value`` redacted, then shortened to ``limit`` characters.
