@@ -175,8 +175,11 @@ def compile_json_path(expression: str) -> JSONPath:
 
 
 # ---------------------------------------------------------------- values
-def _as_number(value: Any) -> Decimal | None:
-    """The exact numeric value of a number or a numeric literal; None for anything else."""
+def as_number(value: Any) -> Decimal | None:
+    """The exact numeric value of a number or a numeric literal; None for anything else.
+
+    The one rule for "is this a number" (a definition's numeric target is one too).
+    """
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
@@ -210,7 +213,7 @@ def _is_empty(value: Any) -> bool:
 def _equals(actual: Any, target: Any) -> bool:
     if isinstance(actual, str) and isinstance(target, str) and actual == target:
         return True
-    actual_number, target_number = _as_number(actual), _as_number(target)
+    actual_number, target_number = as_number(actual), as_number(target)
     if actual_number is not None and target_number is not None:
         return actual_number == target_number
     return _as_text(actual) == _as_text(target)
@@ -233,7 +236,7 @@ def _compare_one(actual: Any, comparison: str, target: Any) -> bool:
         case "equals":
             return _equals(actual, target)
         case "greater_than" | "less_than":
-            a, t = _as_number(actual), _as_number(target)
+            a, t = as_number(actual), as_number(target)
             if a is None or t is None:
                 return False
             return a > t if comparison == "greater_than" else a < t

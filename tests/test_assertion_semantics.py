@@ -16,6 +16,7 @@ import textwrap
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 
 import pytest
@@ -27,6 +28,7 @@ from app.assertions import (
     SHOWN_VALUES_LIMIT,
     AssertionOutcome,
     ResponseFacts,
+    as_number,
     compare,
     compare_values,
     compile_json_path,
@@ -198,6 +200,47 @@ def test_every_selected_value_is_compared(
     assert compare_values(values, comparison, target) is expected
 
 
+scalars = st.none() | st.booleans() | st.integers() | st.text(alphabet="ab1 .", max_size=3)
+every_comparison = st.sampled_from(
+    [
+        ("equals", "a"),
+        ("not_equals", "a"),
+        ("greater_than", 0),
+        ("less_than", "1"),
+        ("contains", "a"),
+        ("not_contains", "a"),
+        ("matches", "^a"),
+        ("is_empty", None),
+        ("not_empty", None),
+        ("is_null", None),
+        ("not_null", None),
+        ("has_key", "a"),
+        ("not_has_key", "a"),
+    ]
+)
+
+
+@given(
+    values=st.lists(scalars | st.dictionaries(st.just("a"), scalars), max_size=5),
+    rule=every_comparison,
+)
+def test_several_values_mean_all_of_them_and_negatives_mean_none(
+    values: list[Any], rule: tuple[str, Any]
+) -> None:
+    comparison, target = rule
+    each = [compare(value, comparison, target) for value in values]
+    if comparison.startswith("not_") and comparison not in ("not_empty", "not_null"):
+        positive = comparison.removeprefix("not_")
+        expected = not any(compare(value, positive, target) for value in values)
+        assert expected == all(each)  # "no value is" and "every value is not" agree
+    elif values:
+        expected = all(each)
+    else:
+        expected = comparison in ("is_empty", "is_null")
+    assert compare_values(values, comparison, target) is expected
+    assert outcome({"v": values}, "$.v[*]", comparison, target).passed is expected
+
+
 @pytest.mark.parametrize(
     ("comparison", "target", "expected"),
     [
@@ -319,6 +362,32 @@ def test_numbers_are_real_numeric_literals_compared_exactly(
     actual: Any, comparison: str, target: Any, expected: bool
 ) -> None:
     assert compare(actual, comparison, target) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [
+        (7, Decimal(7)),
+        (-0.5, Decimal("-0.5")),
+        ("  1.50e2 ", Decimal("150")),
+        (".5", Decimal("0.5")),
+        ("5.", Decimal(5)),
+        (True, None),
+        (None, None),
+        ("NaN", None),
+        ("inf", None),
+        ("Infinity", None),
+        ("1_000", None),
+        ("0x1f", None),
+        ("1e", None),
+        ("", None),
+        (float("nan"), None),
+        (float("inf"), None),
+        ([1], None),
+    ],
+)
+def test_what_is_a_number(value: Any, number: Decimal | None) -> None:
+    assert as_number(value) == number
 
 
 @given(st.text())
