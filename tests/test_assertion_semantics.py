@@ -604,11 +604,29 @@ def test_hostile_shapes_by_hand(document: Any, path: str) -> None:
 
 
 # ---------------------------------------------------------------- regular expressions
-def test_matches_and_regex_filters_use_re2_syntax() -> None:
+UPPER = "'^[[:upper:]]+$'"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (f"$.a[?(@ =~ {UPPER})]", ["ABC"]),
+        (f"$.a[?(@ == 'zzz' || @ =~ {UPPER})]", ["ABC"]),
+        (f"$.a[?(@ =~ {UPPER} && @ != 'zzz')]", ["ABC"]),
+        (f"$.a[?(@ != 'zzz' && (@ == 'q' || @ =~ {UPPER}))]", ["ABC"]),
+        (f"$..[?(@ =~ {UPPER})]", ["ABC", "ABC"]),
+        (f"$.o[?(@.a[?(@ =~ {UPPER})])].n", [1]),
+        (f"$.o[\\n][?(@.a[?(@ =~ {UPPER})])].n", [1]),
+    ],
+)
+def test_matches_and_regex_filters_use_re2_wherever_they_are(
+    path: str, expected: list[Any]
+) -> None:
     # [[:upper:]] is a POSIX class to RE2; to Python's re it is a set of "[:uper" and
-    # a literal "]", which "ABC" does not match.
+    # a literal "]", which "ABC" does not match. So these select only through RE2.
     assert compare("ABC", "matches", "^[[:upper:]]+$")
-    assert selected({"a": ["ABC", "abc"]}, "$.a[?(@ =~ '^[[:upper:]]+$')]") == ["ABC"]
+    document = {"a": ["ABC", "abc"], "o": [{"a": ["ABC"], "n": 1}, {"a": ["abc"], "n": 2}]}
+    assert selected(document, path) == expected
 
 
 def test_regex_filters_keep_jsonpath_ng_meaning() -> None:
