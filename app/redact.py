@@ -35,6 +35,7 @@ MIN_EMBEDDED_BASE64 = 8
 # synmon saw it (a body read up to its size limit).
 MIN_CUT_PREFIX = 3
 _PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
+_JSON_HEX = re.compile(r"\\u[0-9a-f]{4}")
 _HTML_QUOTES = {'"': ("&quot;", "&#34;", "&#x22;"), "'": ("&#x27;", "&#39;", "&apos;")}
 
 
@@ -52,6 +53,7 @@ def _percent_forms(secret: str) -> set[str]:
 
 def _json_forms(secret: str) -> set[str]:
     forms = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms |= {_JSON_HEX.sub(lambda m: m.group(0).upper().replace("\\U", "\\u"), f) for f in forms}
     return forms | {form.replace("/", "\\/") for form in forms}  # PHP escapes slashes
 
 
@@ -143,10 +145,12 @@ class Redactor:
         return redacted[:limit]
 
     def _mask_cut_end(self, value: str) -> str:
+        # A cut inside a multi-byte character decodes to U+FFFD after the secret's start.
+        kept = value.rstrip("\ufffd")
         for form in self._forms:
             for length in range(len(form) - 1, MIN_CUT_PREFIX - 1, -1):
-                if value.endswith(form[:length]):
-                    return value[:-length] + REDACTED
+                if kept.endswith(form[:length]):
+                    return kept[:-length] + REDACTED
         return value
 
     def value(self, value: Any) -> Any:

@@ -154,15 +154,32 @@ def test_a_secret_in_an_error_across_its_cut_leaks_no_part(
     assert "BadStatusLine" in error and _leaks(error, shortest=3) == [], error
 
 
-def test_a_unicode_secret_is_redacted_in_its_json_escaped_form() -> None:
+def test_a_unicode_secret_is_redacted_in_its_json_escaped_forms() -> None:
     escaped = json.dumps(UNICODE_SECRET)[1:-1]  # cl\u00e9-secr\u00e8te-\u03a9-2026
+    upper = escaped.replace("\\u00e9", "\\u00E9").replace("\\u00e8", "\\u00E8")
+    upper = upper.replace("\\u03a9", "\\u03A9")  # as Java and .NET serializers write it
     result = run_result(
-        error=f"both {UNICODE_SECRET} and {escaped}",
+        error=f"all of {UNICODE_SECRET}, {escaped} and {upper}",
         response={"body_excerpt": json.dumps({"k": UNICODE_SECRET})},
     )
     redacted = redact_result(result, frozenset([UNICODE_SECRET]))
-    assert redacted.error == f"both {REDACTED} and {REDACTED}"
+    assert redacted.error == f"all of {REDACTED}, {REDACTED} and {REDACTED}"
     assert redacted.response["body_excerpt"] == json.dumps({"k": REDACTED})
+
+
+def test_a_body_cut_inside_a_character_of_a_secret_leaks_no_part() -> None:
+    # Bytes: c l é(2) - s e c r è(2)...: the 1024-byte limit falls inside è.
+    offset = 1024 - len("clé-secr".encode()) - 1
+    with secret_echo_target(UNICODE_SECRET) as target:
+        result = run_http(
+            {"request": {"url": target.url(f"/at?offset={offset}")}},
+            SYNMON_MAX_RESPONSE_BYTES="1024",
+            SYNMON_RESPONSE_EXCERPT_BYTES="4096",
+            **VARIABLES,
+        )
+    excerpt = result.response["body_excerpt"]
+    assert result.response["body_truncated"] is True
+    assert excerpt == "a" * offset + REDACTED, excerpt[-20:]
 
 
 def test_the_generic_result_path_redacts_an_error_before_bounding_it() -> None:
