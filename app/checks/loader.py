@@ -219,11 +219,16 @@ def stored_size(document: Any) -> int:
     escapes) and numbers without exponents (1e+300 as 301 digits). The dispatcher
     splices that text into run requests as it is.
     """
-    size = len(json.dumps(document, allow_nan=False))
-    for number in _floats(document):
-        text = repr(number)
-        size += max(0, len(format(Decimal(text), "f")) - len(text))
+    text = json.dumps(document, allow_nan=False)
+    size = len(text)
+    if _EXPONENT_RE.search(text):  # only then can a number grow (a string may match too)
+        for number in _floats(document):
+            written = repr(number)
+            size += max(0, len(format(Decimal(written), "f")) - len(written))
     return size
+
+
+_EXPONENT_RE = re.compile(r"\d[eE][+-]?\d")
 
 
 def _floats(value: Any) -> Iterator[float]:
@@ -305,6 +310,18 @@ def _unstorable_text(text: str) -> str | None:
             "character: the database cannot store it"
         )
     return None
+
+
+def _may_be_unstorable(snapshot: Any, python_form: Any) -> bool:
+    """A quick look, in C, before ``unstorable`` walks a document in Python: no
+    non-finite number, no escaped NUL, no surrogate escape (emoji are escaped as
+    surrogate pairs, and only then is it worth a closer look)."""
+    try:
+        json.dumps(python_form, allow_nan=False, default=str)
+        text = json.dumps(snapshot, allow_nan=False)
+    except (ValueError, TypeError):  # TypeError: a key json.dumps cannot write (a date)
+        return True
+    return "\\u0000" in text or "\\ud" in text
 
 
 def unstorable(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -427,7 +444,12 @@ def _storage_checks(definitions: Definitions, problems: list[Problem]) -> None:
             problems.append(Problem(file, entity, None, f"cannot be stored as JSON: {exc}"))
             continue
         # The Python form too: JSON mode writes an infinity as null, silently.
-        bad = list(dict.fromkeys([*unstorable(snapshot), *unstorable(check.model_dump())]))
+        python_form = check.model_dump()
+        bad = (
+            list(dict.fromkeys([*unstorable(snapshot), *unstorable(python_form)]))
+            if _may_be_unstorable(snapshot, python_form)
+            else []
+        )
         for path, message in bad:
             problems.append(Problem(file, entity, path or None, message))
         if bad:
