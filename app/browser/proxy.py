@@ -251,10 +251,13 @@ class GuardProxy:
         if service is not None:
             message = f"refused to connect to {host}: {service}"
             self.state.record(ProxyRequest(method, host, port, CHROMIUM))
-            if not host.lower().rstrip(".").endswith(".invalid"):
-                # A page may name such a host too: its check reports the refusal.
+            if host.lower().rstrip(".").endswith(".invalid"):
+                log.debug("%s", message)  # expected: a few on every launch
+            else:
+                # A flag stopped working, or a page names such a host: its check
+                # reports the refusal with its other blocked requests.
                 self.state.refuse(Refusal(host, port, message))
-            log.info("%s", message)
+                log.info("%s", message)
             await self._refuse(writer, "403 Forbidden", message)
             return
         try:
