@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.checks.models import Check
@@ -104,6 +104,34 @@ def to_result(
         trigger=request.trigger,
     )
     return redact_result(result, frozenset([*settings.variables.values(), *(secrets or ())]))
+
+
+def invalid_definition_result(
+    request: RunRequest, reason: str, settings: Settings, deliveries: int
+) -> RunResult:
+    """The failed result of a run whose check definition this release cannot run."""
+    now = datetime.now(UTC)
+    result = RunResult(
+        run_id=request.run_id,
+        check_id=str(request.check.get("id")),
+        kind=request.kind,
+        location=request.location,
+        status="failed",
+        scheduled_at=request.scheduled_at,
+        started_at=now,
+        finished_at=now,
+        duration_ms=0.0,
+        attempt=request.attempt,
+        root_run_id=request.root_run_id,
+        deliveries=deliveries,
+        error=reason,
+        error_kind=CONFIG,
+        worker_version=settings.release,
+        worker_host=HOST,
+        message_version=settings.message_version,
+        trigger=request.trigger,
+    )
+    return redact_result(result, frozenset(settings.variables.values()))
 
 
 def redact_result(result: RunResult, secrets: frozenset[str]) -> RunResult:

@@ -21,6 +21,7 @@ from app.messages import (
     decode_run_request,
     result_body,
 )
+from app.outcome import invalid_definition_result
 from app.sqs import client_for, queue_urls
 from config.queues import queue_name
 from config.settings import Settings
@@ -30,17 +31,25 @@ log = logging.getLogger("synmon.run")
 Executor = Callable[[Check, RunRequest, int], RunResult]
 
 
-def decode(raw: Any, kind: str) -> tuple[RunRequest, Check]:
+def decode(raw: Any, kind: str) -> tuple[RunRequest, Check | str]:
+    """The request and its check, or the request and why its check is not valid here.
+
+    A readable request whose definition this release refuses (stored by a release with
+    looser limits, say) is a run that ends as a failed result naming the field, not a
+    job that goes to the DLQ: every scheduled run ends as one stored result.
+    """
     request = decode_run_request(raw)
     if request.kind != kind:
         raise MessageError(f"a {request.kind} check arrived on a {kind} worker")
     try:
-        check = Check.model_validate(request.check)
+        return request, Check.model_validate(request.check)
     except ValidationError as exc:
-        raise MessageError(
-            f"invalid check snapshot: {exc.errors(include_url=False)[0]['msg']}"
-        ) from None
-    return request, check
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "check"
+        return request, (
+            f"the check's definition is not valid for this worker ({where}: {first['msg']}); "
+            "fix it and run synmon sync"
+        )
 
 
 def publish_result(result: RunResult, settings: Settings) -> None:
@@ -100,7 +109,10 @@ def execute(
                 extra={"deliveries": deliveries, "reason": str(exc)},
             )
             raise
-        result = executor(check, request, deliveries)
+        if isinstance(check, str):
+            result = invalid_definition_result(request, check, settings, deliveries)
+        else:
+            result = executor(check, request, deliveries)
         publish_result(result, settings)
     except Exception:
         if on_job_failure is not None:
