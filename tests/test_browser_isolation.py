@@ -203,7 +203,9 @@ def test_the_proxy_refuses_chromiums_service_hosts_without_a_lookup(site: Hostil
             assert answer.startswith(b"HTTP/1.1 403"), answer
         answer = _ask(proxy, "GET http://clients2.google.com/time/1/current HTTP/1.1")
         assert answer.startswith(b"HTTP/1.1 403") and b"only Chromium's own" in answer
-        assert _ask(proxy, "CONNECT 127.0.0.1:notaport HTTP/1.1").startswith(b"HTTP/1.1 400")
+        for bad in ("notaport", "\u00b2", "0", "70000", ""):
+            answer = _ask(proxy, f"CONNECT 127.0.0.1:{bad} HTTP/1.1")
+            assert answer.startswith(b"HTTP/1.1 400"), (bad, answer)
         forwarded = _ask(proxy, f"GET http://127.0.0.1:{site.port}/plain HTTP/1.1")
         assert forwarded.startswith(b"HTTP/1.1 200")
     finally:

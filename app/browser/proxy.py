@@ -232,7 +232,8 @@ class GuardProxy:
             return
         if method == "CONNECT":
             host, _, port_text = target.rpartition(":")
-            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            # isascii: str.isdigit() admits digits such as "²" that int() refuses
+            if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
                 await self._refuse(writer, "400 Bad Request", "CONNECT needs host:port")
                 return
             host, port = host.strip("[]"), int(port_text)
@@ -243,21 +244,21 @@ class GuardProxy:
                 return
             host, port = parts.hostname, parts.port or 80
         service = chromium_service_reason(host)
+        # A sink name is expected a few times on every launch: not worth an info line.
+        level = logging.DEBUG if host.lower().rstrip(".").endswith(".invalid") else logging.INFO
         if not self._running():
             self.state.record(ProxyRequest(method, host, port, OUTSIDE_RUN))
-            log.info("refused %s %s:%s: no check is running", method, host, port)
+            log.log(level, "refused %s %s:%s: no check is running", method, host, port)
             await self._refuse(writer, "403 Forbidden", "no check is running")
             return
         if service is not None:
             message = f"refused to connect to {host}: {service}"
             self.state.record(ProxyRequest(method, host, port, CHROMIUM))
-            if host.lower().rstrip(".").endswith(".invalid"):
-                log.debug("%s", message)  # expected: a few on every launch
-            else:
+            log.log(level, "%s", message)
+            if level == logging.INFO:
                 # A flag stopped working, or a page names such a host: its check
                 # reports the refusal with its other blocked requests.
                 self.state.refuse(Refusal(host, port, message))
-                log.info("%s", message)
             await self._refuse(writer, "403 Forbidden", message)
             return
         try:
