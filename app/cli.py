@@ -462,14 +462,18 @@ def health(name: str | None, max_age: float, as_json: bool) -> None:
 @main.command()
 @click.option("--location", "-l", required=True)
 @click.option("--kind", "-k", type=click.Choice(["http", "browser"]), required=True)
-@click.option("--count", type=int, required=True, help="New workers to start.")
+@click.option("--count", type=click.IntRange(min=1), required=True, help="New workers to start.")
 @click.option(
-    "--replace", "old_pids", type=int, multiple=True, help="PID of an old worker (repeat)."
+    "--replace",
+    "old_pids",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="PID of an old worker (repeat).",
 )
 @click.option(
     "--set", "assignments", multiple=True, help="KEY=VALUE for the new release's environment."
 )
-@click.option("--concurrency", "-c", type=int, default=1)
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1)
 def rollout(
     location: str,
     kind: str,

@@ -329,3 +329,29 @@ def test_browser_step_shorthands() -> None:
     assert args[2]["values"] == ["nl"]
     assert args[3] == {"matches": "^Dash"}
     assert args[5] == {"name": "home", "full_page": False}
+
+
+@pytest.mark.parametrize("target", ["nan", "inf", "Infinity", "1_000", "0x10", float("nan")])
+def test_an_order_target_the_engine_cannot_compare_is_refused(target: object) -> None:
+    assertion = {"source": "response_time", "comparison": "less_than", "target": target}
+    (problem,) = problems_of({"checks": [http_check(assertions=[assertion])]})
+    assert "assertions[0]" in problem and "numeric target" in problem
+
+
+def test_the_quorum_cannot_exceed_the_checks_locations() -> None:
+    alert = {"after_failures": 1, "min_failing_locations": 2}
+    (problem,) = problems_of({"checks": [http_check(alert=alert)]})
+    assert "check 'api'" in problem and "min_failing_locations (2)" in problem
+    checks = load_text(
+        yaml.safe_dump({"checks": [http_check(alert=alert, locations=["eu-west-1", "us-east-1"])]}),
+        "c.yaml",
+        make_settings(SYNMON_LOCATIONS="eu-west-1,us-east-1"),
+    ).checks
+    assert checks[0].alert.min_failing_locations == 2
+    # At its default it stays out of the snapshot, which the release before reads.
+    assert (
+        "min_failing_locations"
+        not in load_text(yaml.safe_dump({"checks": [http_check()]}), "c.yaml", make_settings())
+        .checks[0]
+        .snapshot()["alert"]
+    )

@@ -162,15 +162,11 @@ class Assertion(Strict):
 
 
 def _is_number(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
-    try:
-        float(str(value))
-    except ValueError:
-        return False
-    return True
+    """The assertion engine's own rule, so that a target it can never compare (``nan``,
+    ``inf``, ``1_000``) is refused at load rather than failing every run."""
+    from app.assertions import as_number
+
+    return as_number(value) is not None
 
 
 class BasicAuth(Strict):
