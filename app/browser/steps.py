@@ -190,14 +190,17 @@ async def in_document(
     ctx: StepContext, call: Callable[[float], Awaitable[Result]], deadline: float
 ) -> Result:
     """``call(seconds_left)``, made again in the new document each time a navigation takes
-    the one it ran in away, until ``deadline`` (time.monotonic()). A crashed or closed
+    the one it ran in away, until ``deadline`` (time.monotonic()); a page still
+    navigating then is a timeout, as if the call had waited in vain. A crashed or closed
     page is not a navigation: its error goes up at once."""
     while True:
         try:
             return await call(max(0.05, deadline - time.monotonic()))
         except PyppeteerError as exc:
-            if not document_gone(exc) or _page_lost(ctx) or time.monotonic() >= deadline:
+            if not document_gone(exc) or _page_lost(ctx):
                 raise
+            if time.monotonic() >= deadline:
+                raise PyppeteerTimeout("the page kept navigating") from exc
         await asyncio.sleep(POLL)  # the new document's context comes up in the meantime
 
 
@@ -242,7 +245,12 @@ async def _act(
     async def attempt(_: float) -> None:
         await action(await _element(ctx, selector, timeout, deadline=deadline))
 
-    await in_document(ctx, attempt, deadline)
+    try:
+        await in_document(ctx, attempt, deadline)
+    except PyppeteerTimeout:
+        raise StepFailed(
+            f"{selector!r} went away with each navigation of the page for {timeout:g}s"
+        ) from None
 
 
 async def _until(
