@@ -642,9 +642,9 @@ async def hiding_typed_secrets(
     in another field, is hidden too. A picture taken while the page navigated away
     from the document that was hidden is thrown away and taken again.
     """
-    if not typed_secrets:
+    secrets = sorted(secret for secret in typed_secrets if secret)
+    if not secrets:
         return await take()
-    secrets = sorted(typed_secrets)
     for _ in range(HIDE_ATTEMPTS):
         marker = f"__synmon_hidden_{uuid.uuid4().hex}"
         try:
