@@ -189,3 +189,34 @@ def test_a_typed_secret_never_shows_in_a_screenshot(
     shown_b = typing_run(host, own, "SHOWN_B")
     assert shown_a[0] != shown_b[0] and shown_a[1] != shown_b[1]
     assert shown_a[0] != first[0]
+
+
+def test_console_lines_and_urls_are_redacted_before_they_are_cut(
+    host: BrowserHost, own: NavigationServer, third: NavigationServer
+) -> None:
+    # The secret straddles the 300 characters a result shows of each line and URL: cut
+    # first and then redacted, its first half would show.
+    pad = 300 - len(TOKEN) // 2
+    logging = (
+        f"console.error('x'.repeat({pad}) + document.querySelector('#field').value); "
+        f"fetch('http://127.0.0.1:{third.port}/missing/' + 'y'.repeat({pad - 40}) "
+        "+ document.querySelector('#field').value).catch(() => null); true"
+    )
+    result = run(
+        host,
+        [
+            {"goto": own.url("/typing")},
+            {"fill": {"selector": "#field", "value": "{{TOKEN}}"}},
+            {"evaluate": logging},
+            {"wait_for": {"selector": "#nothing-here", "timeout": "2s"}},
+        ],
+    )
+    shown = [
+        *result.response["console_errors"],
+        *(f["url"] for f in result.response["failed_requests"]),
+    ]
+    assert any("x" * 50 in line for line in shown), shown
+    assert any("/missing/" in line for line in shown), shown
+    for line in shown:
+        assert len(line) <= 300
+        assert TOKEN[: len(TOKEN) // 2] not in line, line

@@ -25,6 +25,8 @@ from app.browser.chromium import BrowserLaunchError, Chromium, launch, sweep_orp
 from app.browser.proxy import GuardProxy
 from app.browser.steps import (
     NAVIGATION_TIMINGS_JS,
+    RAW_LIMIT,
+    TEXT_LIMIT,
     PageEvents,
     StepContext,
     StepFailed,
@@ -39,6 +41,7 @@ from app.checks.models import Check
 from app.messages import RunRequest, RunResult
 from app.outcome import BROWSER, CONFIG, TIMEOUT, Observation, to_result
 from app.placeholders import Placeholders, UndefinedVariable
+from app.redact import Redactor, redactor_for
 from app.ssrf import TargetGuard
 from config.settings import Settings
 
@@ -55,7 +58,8 @@ class BrowserHost:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         guard = TargetGuard(settings.allow_private_targets, settings.allowed_targets)
-        self.proxy = GuardProxy(guard).start()
+        # Anything Chromium asks for while no check runs is its own traffic: refused.
+        self.proxy = GuardProxy(guard, refuse_between_runs=True).start()
         self.chromium: Chromium | None = None
         self.browser: Any = None
         self.runs = 0
@@ -119,9 +123,10 @@ class BrowserHost:
         secrets: set[str] = set()
         self.proxy.state.take()
         try:
-            self.loop.run_until_complete(
-                self._run(check, request, observation, placeholders, secrets)
-            )
+            with self.proxy.check_run():
+                self.loop.run_until_complete(
+                    self._run(check, request, observation, placeholders, secrets)
+                )
         except BrowserUnavailable:
             self.close_browser()
             raise
@@ -218,7 +223,9 @@ class BrowserHost:
                 await self._steps(ctx, check, observation, deadline)
             # Refused after the last step began (a script's late request): recorded too.
             events.blocked(self.proxy.state.take())
-            await self._finish_page(page, events, observation)
+            await self._finish_page(
+                page, events, observation, redactor_for(frozenset(secrets | placeholders.used))
+            )
         finally:
             try:
                 await asyncio.wait_for(context.close(), CONTROL_TIMEOUT)
@@ -288,7 +295,7 @@ class BrowserHost:
         if "Target closed" in str(exc):
             return BROWSER, f"the page crashed during {where}"
         log.warning("%s failed unexpectedly", where, exc_info=exc)
-        return BROWSER, f"{where}: {(str(exc).splitlines() or [type(exc).__name__])[0][:300]}"
+        return BROWSER, f"{where}: {(str(exc).splitlines() or [type(exc).__name__])[0][:RAW_LIMIT]}"
 
     async def _survives(self, grace: float = 1.0) -> bool:
         """Whether the browser is still healthy after an error (a dying one gets ``grace`` s)."""
@@ -299,11 +306,19 @@ class BrowserHost:
             await asyncio.sleep(0.05)
         return False
 
-    async def _finish_page(self, page: Any, events: PageEvents, observation: Observation) -> None:
+    async def _finish_page(
+        self, page: Any, events: PageEvents, observation: Observation, redactor: Redactor
+    ) -> None:
         alive = self.chromium is not None and self.chromium.alive()
+
+        def shown(text: str) -> str:  # redacted first, then cut: no half secret shows
+            return redactor.cut(text, TEXT_LIMIT, already_cut=len(text) >= RAW_LIMIT)
+
         response: dict[str, Any] = {
-            "console_errors": events.console_errors,
-            "failed_requests": events.failed_requests,
+            "console_errors": [shown(line) for line in events.console_errors],
+            "failed_requests": [
+                {**failure, "url": shown(str(failure["url"]))} for failure in events.failed_requests
+            ],
         }
         if alive:
             try:

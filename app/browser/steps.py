@@ -48,7 +48,8 @@ from app.checks.models import (
     Viewport,
     WaitForStep,
 )
-from app.outcome import ASSERTION, FORBIDDEN, NETWORK, TIMEOUT
+from app.outcome import ASSERTION, CONFIG, FORBIDDEN, NETWORK, TIMEOUT
+from app.patterns import PatternError
 from app.placeholders import Placeholders, UndefinedVariable
 
 log = logging.getLogger("synmon.browser")
@@ -59,7 +60,11 @@ DEFAULT_STEP_TIMEOUT = 30.0
 TEXT_WAIT = 5.0
 POLL = 0.1
 MAX_EVENTS = 50
+# What a result shows of a console line or URL. A secret may sit anywhere in the text,
+# so texts are kept up to RAW_LIMIT (memory's bound) and cut to TEXT_LIMIT only after
+# redaction (BrowserHost._finish_page); errors are cut by redact_result.
 TEXT_LIMIT = 300
+RAW_LIMIT = 16 * 1024
 NAVIGATION_TIMINGS_JS = """() => {
   const n = performance.getEntriesByType('navigation')[0];
   const fcp = performance.getEntriesByName('first-contentful-paint')[0];
@@ -98,23 +103,23 @@ class PageEvents:
 
     def console(self, message: Any) -> None:
         if message.type == "error" and len(self.console_errors) < MAX_EVENTS:
-            self.console_errors.append(str(message.text)[:TEXT_LIMIT])
+            self.console_errors.append(str(message.text)[:RAW_LIMIT])
 
     def page_error(self, error: Any) -> None:
         if len(self.console_errors) < MAX_EVENTS:
-            self.console_errors.append(f"uncaught: {str(error)[:TEXT_LIMIT]}")
+            self.console_errors.append(f"uncaught: {str(error)[:RAW_LIMIT]}")
 
     def request_failed(self, request: Any) -> None:
         if len(self.failed_requests) < MAX_EVENTS:
             failure = request.failure() or {}
             self.failed_requests.append(
-                {"url": request.url[:TEXT_LIMIT], "error": failure.get("errorText", "failed")}
+                {"url": request.url[:RAW_LIMIT], "error": failure.get("errorText", "failed")}
             )
 
     def response(self, response: Any) -> None:
         if response.status >= 400 and len(self.failed_requests) < MAX_EVENTS:
             self.failed_requests.append(
-                {"url": response.url[:TEXT_LIMIT], "status": response.status}
+                {"url": response.url[:RAW_LIMIT], "status": response.status}
             )
 
     def blocked(self, refusals: list[Refusal]) -> None:
@@ -277,10 +282,13 @@ async def _until(
             if not document_gone(exc) or _page_lost(ctx):
                 raise
         else:
-            if compare(actual, comparison, target):
-                return
+            try:
+                if compare(actual, comparison, target):
+                    return
+            except PatternError as exc:  # from a snapshot an older release accepted
+                raise StepFailed(f"{what} {comparison}: target is {exc}", CONFIG) from None
         if time.monotonic() >= deadline:
-            shown = str(actual)[:TEXT_LIMIT]
+            shown = str(actual)[:RAW_LIMIT]
             raise StepFailed(
                 f"{what} {comparison} {target!r} failed after {timeout:g}s (actual: {shown!r})"
             )
@@ -466,7 +474,7 @@ async def evaluate(ctx: StepContext, step: EvaluateStep) -> None:
     except TimeoutError:
         raise StepFailed(f"expression did not finish within {timeout:g}s") from None
     except PyppeteerError as exc:
-        raise StepFailed(f"expression threw: {str(exc).splitlines()[0][:TEXT_LIMIT]}") from None
+        raise StepFailed(f"expression threw: {str(exc).splitlines()[0][:RAW_LIMIT]}") from None
     if not value:
         raise StepFailed(f"expression returned {value!r}, not a truthy value")
 
