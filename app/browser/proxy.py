@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import threading
@@ -196,7 +197,9 @@ class GuardProxy:
         self, host: str, port: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         loop = asyncio.get_running_loop()
-        addresses = await loop.run_in_executor(None, self.guard.resolve, host, port)
+        # Bounded: a resolver that never answers must not hold a thread per request.
+        resolve = functools.partial(self.guard.resolve, host, port, timeout=CONNECT_TIMEOUT)
+        addresses = await loop.run_in_executor(None, resolve)
         last: OSError | None = None
         for family, address in addresses:
             try:
