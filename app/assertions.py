@@ -190,7 +190,11 @@ def as_number(value: Any) -> Decimal | None:
     if isinstance(value, str):
         text = value.strip()
         if _NUMBER_LITERAL.fullmatch(text):
-            return Decimal(text)
+            try:
+                number = Decimal(text)
+            except ArithmeticError:  # an exponent beyond what Decimal holds: text, then
+                return None
+            return number if number.is_finite() else None
     return None
 
 

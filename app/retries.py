@@ -12,7 +12,7 @@ from datetime import datetime
 
 from app.checks.models import Check, RetryPolicy
 from app.messages import RunResult
-from app.outcome import NETWORK_KINDS
+from app.outcome import CONFIG, NETWORK_KINDS
 
 SQS_MAX_DELAY = 900
 
@@ -49,6 +49,8 @@ def decide_retry(check: Check, result: RunResult, now: datetime) -> RetryDecisio
     policy = check.retry
     if result.status != "failed" or policy.strategy == "none":
         return None
+    if result.error_kind == CONFIG:
+        return None  # the same definition fails the same way on every attempt
     retries_done = result.attempt - 1
     if retries_done >= policy.max_retries:
         return None

@@ -769,3 +769,15 @@ def test_hostile_bodies_through_an_http_check_fail_the_check_with_a_reason() -> 
         nan = run(server.url("/nan"), [json_assertion("$.a", "is_null")])
         assert nan.status == "failed"
         assert "NaN is not a JSON value" in (nan.error or "")
+
+
+@pytest.mark.parametrize(
+    "huge", ["1e9999999999999999999", "-1E+99999999999999999999", "9e-99999999999999999999"]
+)
+def test_a_number_beyond_decimal_is_text_and_never_raises(huge: str) -> None:
+    from app.assertions import as_number, compare
+
+    assert as_number(huge) is None
+    assert compare(huge, "not_equals", "abc") is True
+    assert compare(huge, "equals", huge) is True
+    assert compare(huge, "greater_than", 5) is False

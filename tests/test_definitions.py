@@ -331,7 +331,9 @@ def test_browser_step_shorthands() -> None:
     assert args[5] == {"name": "home", "full_page": False}
 
 
-@pytest.mark.parametrize("target", ["nan", "inf", "Infinity", "1_000", "0x10", float("nan")])
+@pytest.mark.parametrize(
+    "target", ["nan", "inf", "Infinity", "1_000", "0x10", float("nan"), "1e9999999999999999999"]
+)
 def test_an_order_target_the_engine_cannot_compare_is_refused(target: object) -> None:
     assertion = {"source": "response_time", "comparison": "less_than", "target": target}
     (problem,) = problems_of({"checks": [http_check(assertions=[assertion])]})

@@ -413,3 +413,18 @@ def test_retry_limits() -> None:
     assert decide(location="a", same_region=True).location == "a"
     assert decide(location="a", same_region=False).location == "b"
     assert decide(location="c", same_region=False).location == "a"
+
+
+def test_a_configuration_failure_is_final_at_once(database_url: str) -> None:
+    # The same definition fails the same way on every attempt: no retry, and it counts.
+    settings, Session = prepare(
+        database_url,
+        definitions(
+            retry={"strategy": "fixed", "max_retries": 2},
+            alert={"after_failures": 1, "channels": ["ops"]},
+        ),
+    )
+    report = store(Session, settings, [result("failed", error_kind="config", error="bad")])
+    assert (report.inserted, report.retries, report.notifications) == (1, 0, 1)
+    network = store(Session, settings, [result("failed", started=NOW + MINUTE)])
+    assert network.retries == 1  # a network failure is still retried
