@@ -26,10 +26,11 @@ from typing import Any
 from sqlalchemy import Text, cast, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.messages import RunRequest, run_request_json, scheduled_run_id
+from app.messages import RunRequest, result_body, run_request_json, scheduled_run_id
 from app.metrics import DispatchedRun, RefusedRun, record_dispatched, record_refused
+from app.outcome import invalid_definition_result
 from app.schedule import advance
-from app.sqs import BatchSender, Outgoing, SendReport, celery_task_body
+from app.sqs import BatchSender, Outgoing, Refused, SendReport, celery_task_body
 from app.storage.models import CheckRow
 from config.celery import RUN_TASKS
 from config.queues import Kind, max_check_seconds, queue_name
@@ -132,6 +133,33 @@ def advance_rows(session: Session, advanced: list[dict[str, Any]]) -> None:
         session.execute(update(CheckRow), advanced)
 
 
+def unsent_results(
+    refused: Sequence[tuple[RunRequest, Refused]], settings: Settings
+) -> list[Outgoing]:
+    """A failed result (kind ``config``) for each run whose request SQS refused to carry.
+
+    Sent to the results queue as a worker would: the run ends as one stored result, and
+    the check's state and alerts see that it cannot run as defined.
+    """
+    queue = queue_name(settings, "results")
+    return [
+        Outgoing(
+            queue,
+            result_body(
+                invalid_definition_result(
+                    request,
+                    f"SQS refused this run's request ({refusal.code}: {refusal.reason}): "
+                    "the check's definition cannot travel as it is; fix it and run synmon sync",
+                    settings,
+                    1,
+                ),
+                settings.message_version,
+            ),
+        )
+        for request, refusal in refused
+    ]
+
+
 def dispatch_round(
     session: Session, settings: Settings, send: Send, now: datetime, limit: int
 ) -> DispatchReport:
@@ -146,8 +174,8 @@ def dispatch_round(
     if not settings.sqlite:
         query = query.with_for_update(skip_locked=True)
     outgoing: list[Outgoing] = []
-    # id(message) -> (check id, the run it stands for), to name what SQS refuses.
-    origins: dict[int, tuple[str, DispatchedRun]] = {}
+    # id(message) -> (its request, the run it stands for), to name what SQS refuses.
+    origins: dict[int, tuple[RunRequest, DispatchedRun]] = {}
     advanced: list[dict[str, Any]] = []
     for (
         check_id,
@@ -172,26 +200,29 @@ def dispatch_round(
             message = run_request_message(request, settings, check_json=definition)
             run = DispatchedRun(location, kind, (now - slot).total_seconds())
             outgoing.append(message)
-            origins[id(message)] = (check_id, run)
+            origins[id(message)] = (request, run)
             report.runs.append(run)
         advanced.append({"id": check_id, "next_run_at": following, "rr_cursor": next_cursor})
         report.checks += 1
     if outgoing:
         sent = send(outgoing)
-        if isinstance(sent, SendReport):
+        if isinstance(sent, SendReport) and sent.refused:
+            refused = [(origins[id(r.message)][0], r) for r in sent.refused]
             for refusal in sent.refused:
-                check_id, run = origins[id(refusal.message)]
+                request, run = origins[id(refusal.message)]
+                check_id = str(request.check["id"])
                 report.runs.remove(run)
                 report.refused.append(RefusedRun(run.location, run.kind, refusal.code))
                 log.warning(
                     "run request of check %s for %s refused by SQS (%s: %s); "
-                    "set aside, the check runs again at its next slot",
+                    "set aside as a failed result; the check runs again at its next slot",
                     check_id,
                     run.location,
                     refusal.code,
                     refusal.reason,
                     extra={"check_id": check_id, "location": run.location, "code": refusal.code},
                 )
+            send(unsent_results(refused, settings))
     # Refused checks advance too: the same definition would be refused on every tick.
     advance_rows(session, advanced)
     return report

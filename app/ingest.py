@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.check_cache import CheckCache
 from app.checks.models import Check
-from app.dispatch import run_request_message
+from app.dispatch import run_request_message, unsent_results
 from app.messages import (
     MessageError,
     RunRequest,
@@ -35,9 +35,9 @@ from app.messages import (
     parse_body,
     retry_run_id,
 )
-from app.metrics import StoredRun, record_stored
+from app.metrics import RefusedRun, StoredRun, record_refused, record_stored
 from app.retries import decide_retry
-from app.sqs import BatchSender, Outgoing, client_for, queue_urls
+from app.sqs import BatchSender, Outgoing, SendReport, client_for, queue_urls
 from app.state import CheckState, LocationState, apply_to_location, derive
 from app.state_store import (
     Pair,
@@ -125,14 +125,12 @@ class _Guard:
     """What deciding the states needs, gathered before this batch's runs are stored."""
 
     states: dict[str, CheckState]  # locked until the transaction ends
-    # Every stored location state of those checks (the check's lock covers them).
-    locations: dict[Pair, LocationState]
+    # Every stored location state of those checks, by check and location (the check's
+    # lock covers them).
+    locations: dict[str, dict[str, LocationState]]
     # For the (check, location) pairs that a result of the batch could move: when their
     # newest stored final run started (None if they have none).
     newest: dict[Pair, datetime | None]
-
-    def of_check(self, check_id: str) -> dict[str, LocationState]:
-        return {loc: s for (c, loc), s in self.locations.items() if c == check_id}
 
 
 def _guard(
@@ -150,7 +148,10 @@ def _guard(
     # own: until one does, the states stay as stored. Only those need the newest run.
     movable = {(r.check_id, r.location) for r in finals if _moves(locations[_pair(r)], r)}
     newest = newest_final_runs(session, movable)
-    return _Guard(states, locations, {pair: newest.get(pair) for pair in movable})
+    by_check: dict[str, dict[str, LocationState]] = {}
+    for (check_id, location), state in locations.items():
+        by_check.setdefault(check_id, {})[location] = state
+    return _Guard(states, by_check, {pair: newest.get(pair) for pair in movable})
 
 
 def _pair(result: RunResult) -> Pair:
@@ -172,24 +173,25 @@ def _move_states(
     moved_locations: dict[Pair, LocationState] = {}
     for result in finals:
         pair = _pair(result)
-        if pair not in guard.newest:
-            continue
-        location = guard.locations[pair]
-        bounds = (location.last_run_at, guard.newest[pair])
-        if any(bound is not None and result.started_at < bound for bound in bounds):
-            continue  # a late result of an older run does not move the state back
-        after = location.copy()
-        apply_to_location(after, result)
-        if after.verdict == location.verdict:
-            continue  # nothing to write: the row keeps naming the run that last moved it
-        guard.locations[pair] = moved_locations[pair] = after
+        locations = guard.locations[result.check_id]
+        location = locations[result.location]
+        if pair in guard.newest:
+            bounds = (location.last_run_at, guard.newest[pair])
+            if any(bound is not None and result.started_at < bound for bound in bounds):
+                continue  # a late result of an older run does not move the state back
+            after = location.copy()
+            apply_to_location(after, result)
+            if after.verdict != location.verdict:
+                locations[result.location] = moved_locations[pair] = after
+        # Derived with every result, not only those that move their location: a sync that
+        # removed the location that was down, or raised the quorum, ends an alert here.
         definition = known.get(result.check_id)
         state = guard.states[result.check_id]
         derived = state.copy()
-        locations = guard.of_check(result.check_id)
         events = derive(derived, locations, definition, result)
-        if derived.verdict != state.verdict:
-            guard.states[result.check_id] = moved[result.check_id] = derived
+        if derived.verdict == state.verdict:
+            continue  # nothing to write: the row keeps naming the run that last moved it
+        guard.states[result.check_id] = moved[result.check_id] = derived
         failing = sorted(name for name, s in locations.items() if s.status == "failing")
         for event in events:
             assert definition is not None
@@ -305,10 +307,11 @@ def relay_outbox(
 ) -> int:
     """Send the retries that committed transactions decided on; returns how many.
 
-    A retry that SQS refuses for its content is set aside (logged, marked sent), as the
-    dispatcher does with a run request: sending it again would be refused again, and
-    would hold up every retry behind it.
+    A retry that SQS refuses for its content is set aside as the dispatcher sets aside
+    a run request: logged, counted, and ended by a failed result of kind ``config``
+    (sending it again would be refused again, and hold up every retry behind it).
     """
+    send = send or BatchSender(settings).deliver
     now = datetime.now(UTC)
     with session_factory.begin() as session:
         query = (
@@ -320,22 +323,26 @@ def relay_outbox(
         if not rows:
             return 0
         messages = []
-        check_of: dict[int, str] = {}
+        request_of: dict[int, RunRequest] = {}
         for row in rows:
             request = decode_run_request(row.body)
             delay = max(0, round((row.not_before - now).total_seconds()))
             messages.append(run_request_message(request, settings, delay_seconds=delay))
-            check_of[id(messages[-1])] = str(request.check.get("id"))
-        if send is not None:
-            send(messages)
-        else:
-            for refused in BatchSender(settings).deliver(messages).refused:
+            request_of[id(messages[-1])] = request
+        sent = send(messages)
+        if isinstance(sent, SendReport) and sent.refused:
+            refused = [(request_of[id(r.message)], r) for r in sent.refused]
+            for request, refusal in refused:
                 log.error(
                     "SQS refused a retry of %s for its content (%s: %s); set aside",
-                    check_of[id(refused.message)],
-                    refused.code,
-                    refused.reason,
+                    request.check.get("id"),
+                    refusal.code,
+                    refusal.reason,
                 )
+            record_refused(
+                settings, [RefusedRun(r.location, r.kind, refusal.code) for r, refusal in refused]
+            )
+            send(unsent_results(refused, settings))
         session.execute(
             update(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows])).values(sent_at=now)
         )

@@ -79,7 +79,18 @@ def location_states(
     states = _select_locations(session, {check_id for check_id, _ in pairs})
     missing = sorted(pair for pair in pairs if pair not in states)
     if missing:
-        fresh = [LocationState.seeded(checks[c], location).as_row(now) for c, location in missing]
+        # A check with no location state at all was last judged by the release before,
+        # which kept one state for every location: its locations start from that state.
+        # A location added later to a check that has some starts afresh.
+        reported = {check_id for check_id, _ in states}
+        fresh = [
+            (
+                LocationState(c, location)
+                if c in reported
+                else LocationState.seeded(checks[c], location)
+            ).as_row(now)
+            for c, location in missing
+        ]
         insert_ignoring_conflicts(session, LOCATIONS, fresh, ["check_id", "location"])
         states.update(_select_locations(session, {check_id for check_id, _ in missing}))
     return states

@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from app.checks import sync as sync_module
 from app.checks.loader import load_text
 from app.dispatch import dispatch_due
-from app.messages import decode_run_request
+from app.messages import RunResult, decode_result, decode_run_request, parse_body, scheduled_run_id
 from app.sqs import BatchSender, Outgoing, client, create_queues, queue_urls, split_failures
 from app.storage.db import sessions
 from app.storage.models import CheckRow
@@ -93,6 +93,15 @@ def received(settings: Settings, queue: str) -> list[Any]:
         requests.extend(decode_run_request(run_request_of(m["Body"])) for m in messages)
 
 
+def results_of(settings: Settings) -> list[RunResult]:
+    sqs = client(settings)
+    url = queue_urls(settings)(queue_name(settings, "results"))
+    messages = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=600
+    ).get("Messages", [])
+    return [decode_result(parse_body(m["Body"])) for m in messages]
+
+
 def next_runs(Session: Any) -> dict[str, datetime]:
     with Session() as session:
         return dict(session.execute(select(CheckRow.id, CheckRow.next_run_at)).all())
@@ -129,6 +138,12 @@ def test_a_refused_run_request_is_set_aside_and_the_tick_goes_on(
     (warning,) = [r for r in caplog.records if "refused by SQS" in r.getMessage()]
     assert "huge" in warning.getMessage() and "InvalidParameterValue" in warning.getMessage()
     assert "refused-padding" not in caplog.text  # the body never reaches the log
+    # The refused run still ends as one result: a failed one, of kind config, on the
+    # results queue as a worker would send it.
+    (unsent,) = results_of(settings)
+    assert (unsent.check_id, unsent.status, unsent.error_kind) == ("huge", "failed", "config")
+    assert unsent.run_id == scheduled_run_id("huge", "eu-west-1", unsent.scheduled_at)
+    assert "SQS refused this run's request" in (unsent.error or "")
 
     # The next slot: the good checks go out again, the refused one is refused once more.
     later = T0 + timedelta(seconds=21)

@@ -18,10 +18,10 @@ from app.check_cache import CheckCache
 from app.checks.loader import load_text
 from app.checks.sync import sync
 from app.ingest import relay_outbox, store_results
-from app.messages import decode_run_request
+from app.messages import decode_result, decode_run_request, parse_body
 from app.sqs import client, create_queues, queue_urls
 from app.storage.db import sessions
-from app.storage.models import CheckRow, OutboxRow
+from app.storage.models import CheckRow, CheckRunRow, OutboxRow
 from config.queues import queue_name
 from tests.conftest import make_settings
 from tests.support.envelopes import run_request_of
@@ -96,3 +96,19 @@ def test_a_refused_retry_does_not_hold_up_the_others(
     ]
     (record,) = [r for r in caplog.records if "refused a retry" in r.getMessage()]
     assert "huge" in record.getMessage() and PADDING[:100] not in record.getMessage()
+    # The retry's run ends as one result all the same: failed, of kind config, final.
+    results = client(settings).receive_message(
+        QueueUrl=queue_urls(settings)(queue_name(settings, "results")), WaitTimeSeconds=1
+    )["Messages"]
+    (unsent,) = [decode_result(parse_body(m["Body"])) for m in results]
+    huge = next(f for f in failures if f.check_id == "huge")
+    assert (unsent.check_id, unsent.status, unsent.error_kind) == ("huge", "failed", "config")
+    assert (unsent.attempt, unsent.root) == (2, huge.run_id)
+    with Session.begin() as session:
+        report = store_results(session, [unsent], settings, CheckCache())
+    assert (report.inserted, report.retries) == (1, 0)  # final: a config failure is not retried
+    with Session() as session:
+        final = session.scalars(
+            select(CheckRunRow.final).where(CheckRunRow.run_id == unsent.run_id)
+        )
+        assert final.one() is True

@@ -241,3 +241,35 @@ def test_the_commands_show_each_location(database_url: str, tmp_path: Path) -> N
     assert f"{EU} failing, {US} passing" in table
     header = synmon.command("runs", "--check", "api").stdout.splitlines()[0]
     assert header == f"api: failing ({EU} failing, {US} passing)"
+
+
+def resync(env: tuple[Any, Any, CheckCache], database_url: str, **check: Any) -> Any:
+    """The same check synced again with ``check``'s changes; a fresh cache sees them."""
+    settings, Session, _ = prepare(database_url, **check)
+    return settings, Session, CheckCache()
+
+
+def test_a_location_added_later_starts_afresh(database_url: str) -> None:
+    quorum = {"after_failures": 3, "min_failing_locations": 2, "channels": ["ops"]}
+    env = prepare(database_url, alert=quorum)
+    for period in range(6):
+        store(env, [result("failed", EU, period), result("passed", US, period)])
+    assert events(env) == []  # one location down, two needed
+    env = resync(env, database_url, alert=quorum, locations=[EU, US, AP])
+    store(env, [result("failed", AP, 6), result("failed", EU, 6)])
+    assert location_rows(env)[AP] == ("failing", 1)  # its own count, not EU's six
+    assert events(env) == []
+    for period in (7, 8):
+        store(env, [result("failed", AP, period)])
+    assert events(env) == ["failure"]  # AP down after its own three
+
+
+def test_removing_the_location_that_is_down_ends_the_alert(database_url: str) -> None:
+    env = prepare(database_url)
+    for period in range(3):
+        store(env, [result("failed", EU, period), result("passed", US, period)])
+    assert events(env) == ["failure"]
+    env = resync(env, database_url, locations=[US])
+    store(env, [result("passed", US, 3)])  # moves nothing at US, but the verdict moves
+    assert events(env) == ["failure", "recovery"]
+    assert state(env) == ("passing", False)
