@@ -29,6 +29,7 @@ from app import assertions as engine
 from app.checks.models import Assertion, Check
 from app.http_transport import GuardedAdapter, Probe, current_probe, days_until, watchdog
 from app.messages import RunRequest, RunResult
+from app.origins import same_origin
 from app.outcome import (
     ASSERTION,
     CONFIG,
@@ -51,7 +52,6 @@ SENSITIVE_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authorizati
 # for user:password@ in a URL); never sent on to another origin.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 BODY_HEADERS = ("Content-Type", "Content-Length", "Transfer-Encoding")
-DEFAULT_PORTS = {"http": 80, "https": 443}
 HEADER_VALUE_LIMIT = 500
 MAX_HEADERS_SHOWN = 50
 DEFAULT_ASSERTION = Assertion(source="status_code", comparison="less_than", target=400)
@@ -234,16 +234,6 @@ def run_http_check(
         current_probe.reset(token)
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:  # not a port at all: never the same origin as anything
-        return scheme, "", -1
-    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
-
-
 def _follow(
     session: requests.Session,
     previous: requests.PreparedRequest,
@@ -267,7 +257,7 @@ def _follow(
         method, body = "GET", None
         for name in BODY_HEADERS:
             headers.pop(name, None)
-    if _origin(url) != _origin(previous.url or ""):
+    if not same_origin(url, previous.url or ""):
         headers = {
             name: value
             for name, value in headers.items()

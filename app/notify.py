@@ -73,7 +73,7 @@ def describe(payload: dict[str, Any]) -> str:
     return f"🟡 {name} is degraded in {where} ({payload.get('duration_ms', 0):.0f} ms)"
 
 
-def one_line(text: str, limit: int) -> str:
+def header_line(text: str, limit: int) -> str:
     """``text`` as one header line: check names and errors may hold CR/LF (an injected
     ``Bcc:``), so every control character becomes a space."""
     flat = " ".join(CONTROL_CHARACTERS.sub(" ", text).split())
@@ -161,7 +161,7 @@ class Email(Transport):
             raise TransportError("'to' must be a list of addresses", permanent=True)
         recipients = [email_address(address, "to") for address in to]
         message = EmailMessage()
-        message["Subject"] = one_line(describe(payload), MAX_SUBJECT_CHARS)
+        message["Subject"] = header_line(describe(payload), MAX_SUBJECT_CHARS)
         message["From"] = sender
         message["To"] = recipients
         message.set_content(json.dumps(payload, indent=2, default=str))

@@ -19,6 +19,7 @@ from app.browser.pool import BrowserHost
 from app.checks.models import Check
 from app.messages import RunRequest, RunResult
 from tests.conftest import make_settings
+from tests.support.browsers import browser_host
 from tests.support.pages import PageServer
 from tests.support.processes import free_port
 from tests.support.servers import TargetServer, serving
@@ -41,18 +42,13 @@ def other() -> Iterator[TargetServer]:
 
 @pytest.fixture(scope="module")
 def host(site: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserHost]:
-    settings = make_settings(
+    with browser_host(
+        tmp_path_factory.mktemp("browser"),
         SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{site.port}",
         SYNMON_VAR_PASSWORD=PASSWORD,
         SYNMON_PUBLIC_VAR_USER="ada@example.com",
-        SYNMON_DATA_DIR=str(tmp_path_factory.mktemp("browser")),
-        SYNMON_BROWSER_RECYCLE_AFTER="1000",
-    )
-    browser_host = BrowserHost(settings)
-    try:
-        yield browser_host
-    finally:
-        browser_host.close()
+    ) as started:
+        yield started
 
 
 def run(host: BrowserHost, steps: list[Any], **extra: Any) -> RunResult:

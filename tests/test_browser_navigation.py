@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.browser.pool import BrowserHost
-from tests.conftest import make_settings
+from tests.support.browsers import browser_host
 from tests.support.navigation_pages import NavigationServer
 from tests.support.servers import serving
 from tests.test_browser import run, steps_passed
@@ -46,16 +46,10 @@ def site() -> Iterator[NavigationServer]:
 
 @pytest.fixture(scope="module")
 def host(site: NavigationServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserHost]:
-    settings = make_settings(
-        SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{site.port}",
-        SYNMON_DATA_DIR=str(tmp_path_factory.mktemp("navigation")),
-        SYNMON_BROWSER_RECYCLE_AFTER="1000",
-    )
-    browser_host = BrowserHost(settings)
-    try:
-        yield browser_host
-    finally:
-        browser_host.close()
+    with browser_host(
+        tmp_path_factory.mktemp("navigation"), SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{site.port}"
+    ) as started:
+        yield started
 
 
 def test_a_click_that_navigates_a_moment_later(host: BrowserHost, site: NavigationServer) -> None:

@@ -17,7 +17,7 @@ from app.browser.pool import BrowserHost
 from app.browser.steps import OwnOriginHeaders, own_origins
 from app.checks.models import Check
 from app.placeholders import Placeholders
-from tests.conftest import make_settings
+from tests.support.browsers import browser_host
 from tests.support.navigation_pages import NavigationServer
 from tests.support.servers import serving
 from tests.test_browser import run
@@ -47,7 +47,8 @@ def third() -> Iterator[NavigationServer]:
 def host(
     own: NavigationServer, third: NavigationServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrowserHost]:
-    settings = make_settings(
+    with browser_host(
+        tmp_path_factory.mktemp("secrets"),
         SYNMON_ALLOWED_TARGETS=f"127.0.0.1:{own.port},127.0.0.1:{third.port}",
         SYNMON_VAR_TOKEN=TOKEN,
         SYNMON_VAR_PASSWORD=PASSWORD,
@@ -55,14 +56,8 @@ def host(
         SYNMON_VAR_SECOND=SECOND,
         SYNMON_PUBLIC_VAR_SHOWN_A=SHOWN_A,
         SYNMON_PUBLIC_VAR_SHOWN_B=SHOWN_B,
-        SYNMON_DATA_DIR=str(tmp_path_factory.mktemp("secrets")),
-        SYNMON_BROWSER_RECYCLE_AFTER="1000",
-    )
-    browser_host = BrowserHost(settings)
-    try:
-        yield browser_host
-    finally:
-        browser_host.close()
+    ) as started:
+        yield started
 
 
 def visit_both_origins(own: NavigationServer, third: NavigationServer) -> list[Any]:

@@ -48,6 +48,7 @@ from app.checks.models import (
     Viewport,
     WaitForStep,
 )
+from app.origins import Origin, origin_of
 from app.outcome import ASSERTION, CONFIG, FORBIDDEN, NETWORK, TIMEOUT
 from app.patterns import PatternError
 from app.placeholders import Placeholders, UndefinedVariable
@@ -507,21 +508,6 @@ async def apply_basic_auth(ctx: StepContext, auth: BasicAuth) -> None:
 
 
 # ---------------------------------------------------------------- the check's own origins
-Origin = tuple[str, str, int]  # scheme, host, port: what a browser calls an origin
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin_of(url: str) -> Origin | None:
-    parts = urlsplit(url)
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        return None
-    try:
-        port = parts.port or DEFAULT_PORTS[parts.scheme]
-    except ValueError:
-        return None
-    return parts.scheme, parts.hostname.lower(), port
-
-
 def own_origins(check: Check, placeholders: Placeholders) -> frozenset[Origin]:
     """The check's own origins: those of the URLs its goto steps name.
 

@@ -8,7 +8,6 @@ Served on 127.0.0.1 by the tests of browser steps across navigations
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from tests.support.servers import TargetHandler, TargetServer
 
@@ -66,18 +65,8 @@ TYPING = """<!doctype html><html><head><title>Typing</title>
 class NavigationHandler(TargetHandler):
     """Routes for navigation and secrets tests; every request is recorded with its headers."""
 
-    def _page(self, body: str, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self._send(status, body.encode(), "text/html; charset=utf-8", headers)
-
     def _route(self) -> None:
-        parts = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        path = parts.path
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self.server.hits.append(
-            {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
-        )
+        path, query, _ = self._request()
         if path == "/landing":
             self._page(LANDING)
         elif path == "/delayed":

@@ -70,9 +70,6 @@ fetch('http://10.0.0.1/').catch(() => {{}});
 
 
 class PageHandler(TargetHandler):
-    def _page(self, body: str, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self._send(status, body.encode(), "text/html; charset=utf-8", headers)
-
     def _route(self) -> None:
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}

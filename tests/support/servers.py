@@ -43,15 +43,22 @@ class TargetHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _route(self) -> None:
+    def _page(self, body: str, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self._send(status, body.encode(), "text/html; charset=utf-8", headers)
+
+    def _request(self) -> tuple[str, dict[str, str], bytes]:
+        """The path, query and body of this request, recorded in the server's hits."""
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        path = parts.path
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self.server.hits.append(
             {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
         )
+        return parts.path, query, body
+
+    def _route(self) -> None:
+        path, query, body = self._request()
         if path == "/ok":
             self._send(200, b"ok, all fine")
         elif path == "/json":
