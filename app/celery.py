@@ -11,12 +11,17 @@ import time
 from typing import Any
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
 
 from config.celery import celery_config
 from config.queues import all_queues
 from config.settings import Settings, get_settings
 
 log = logging.getLogger("synmon.celery")
+# sqs:// URLs get synmon's patched SQS transport (app/sqs_transport.py); any other URL
+# (``celery -A app -b redis://... inspect ping``) gets its own transport, as Celery users
+# expect. Registered here, before any connection is made from this app.
+TRANSPORT_ALIASES["sqs"] = "app.sqs_transport:Transport"
 TASK_MODULES = ["tasks.http", "tasks.browser", "tasks.dispatch"]
 
 

@@ -77,7 +77,6 @@ def celery_config(settings: Settings, queue_urls: Mapping[str, str]) -> dict[str
     dispatch_queue = queue_name(settings, "dispatch")
     return {
         "broker_url": broker_url(settings),
-        "broker_transport": "app.sqs_transport:Transport",
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

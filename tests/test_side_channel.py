@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -195,3 +196,52 @@ def test_flowers_login_is_on_no_command_line(pipeline: Pipeline) -> None:
     for process in [root, *root.children(recursive=True)]:
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
         assert AUTH[1].encode() not in cmdline, process.cmdline()
+
+
+def test_celery_with_synmons_app_and_a_redis_url_speaks_redis(
+    pipeline: Pipeline, side_channel_url: str
+) -> None:
+    """``celery -A app -b redis://...``: synmon's SQS transport serves sqs:// URLs only, so
+    Celery's own commands reach the side channel with synmon's app loaded."""
+    if not side_channel_url.startswith("redis"):
+        pytest.skip("a -b URL is a Redis URL; the folder side channel has its own app")
+    base = [sys.executable, "-m", "celery", "-A", "app", "-b", side_channel_url]
+
+    def ping() -> str:
+        output = subprocess.run(
+            [*base, "inspect", "ping", "--timeout", "3"],
+            cwd=ROOT,
+            env=pipeline.synmon.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout
+        return output if "pong" in output else ""
+
+    assert "http-eu-west-1@" in wait_until(ping, 60, 1, "a pong through celery -A app")
+    port = free_port()
+    flower = subprocess.Popen(
+        [*base, "flower", "--address=127.0.0.1", f"--port={port}"],
+        cwd=ROOT,
+        env={**pipeline.synmon.env, "FLOWER_UNAUTHENTICATED_API": "true"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        def workers() -> Any:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=5)
+            except requests.RequestException:
+                return None
+            return answer.json() if answer.status_code == 200 else None
+
+        assert any(
+            name.startswith("http-eu-west-1@")
+            for name in wait_until(workers, 60, 1, "Flower through celery -A app")
+        )
+    finally:
+        flower.terminate()
+        flower.wait(timeout=30)
