@@ -198,13 +198,14 @@ def test_flowers_login_is_on_no_command_line(pipeline: Pipeline) -> None:
         assert AUTH[1].encode() not in cmdline, process.cmdline()
 
 
+# A -b URL is a Redis URL: the folder side channel is reached through its own app.
+@pytest.mark.parametrize("side_channel_url", ["redis"], indirect=True)
 def test_celery_with_synmons_app_and_a_redis_url_speaks_redis(
     pipeline: Pipeline, side_channel_url: str
 ) -> None:
     """``celery -A app -b redis://...``: synmon's SQS transport serves sqs:// URLs only, so
     Celery's own commands reach the side channel with synmon's app loaded."""
-    if not side_channel_url.startswith("redis"):
-        pytest.skip("a -b URL is a Redis URL; the folder side channel has its own app")
+    assert side_channel_url.startswith("redis://")
     base = [sys.executable, "-m", "celery", "-A", "app", "-b", side_channel_url]
 
     def ping() -> str:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from app.checks.durations import Duration
+from app.checks.jsonpath import as_number, compile_json_path
 from app.patterns import PatternError, compile_pattern
 
 Source = Literal[
@@ -155,8 +156,6 @@ class Assertion(Strict):
         if self.source in ("status_code", "response_time", "text_body") and self.property:
             raise ValueError(f"{self.source} assertions take no property")
         if self.source == "json_body" and self.property is not None:
-            from app.assertions import compile_json_path
-
             compile_json_path(self.property)
         return self
 
@@ -164,8 +163,6 @@ class Assertion(Strict):
 def _is_number(value: object) -> bool:
     """The assertion engine's own rule, so that a target it can never compare (``nan``,
     ``inf``, ``1_000``) is refused at load rather than failing every run."""
-    from app.assertions import as_number
-
     return as_number(value) is not None
 
 
