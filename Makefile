@@ -34,6 +34,7 @@ lint: install
 	$(BIN)/ruff check app config tasks tests bench
 	$(BIN)/ruff format --check app config tasks tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The whole test suite: lint, types, then every test against the real services.
 test: install $(CHECKOV) system-deps lint

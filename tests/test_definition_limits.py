@@ -25,8 +25,6 @@ from app.checks.loader import (
     DefinitionError,
     load_definitions,
     load_text,
-    max_snapshot_bytes,
-    snapshot_ceiling,
     stored_size,
 )
 from app.checks.models import MAX_NAME_CHARS, MAX_TAG_CHARS
@@ -37,6 +35,7 @@ from app.storage.db import sessions
 from app.storage.models import CheckLocationStateRow, CheckRow, CheckRunRow
 from tests.conftest import make_settings
 from tests.support.processes import ROOT
+from tests.support.snapshot_bound import snapshot_ceiling
 
 BILLION_LAUGHS = """\
 lol1: &lol1 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]
@@ -174,7 +173,7 @@ def test_the_snapshot_limit_is_computed_from_the_real_message() -> None:
     # snapshot; the envelopes take a little more.
     assert SQS_MAX_MESSAGE_BYTES * 9 // 16 - 4096 < ceiling < SQS_MAX_MESSAGE_BYTES * 9 // 16
     assert ceiling < MAX_MESSAGE_BYTES
-    assert max_snapshot_bytes() == MAX_SNAPSHOT_BYTES < ceiling
+    assert ceiling > MAX_SNAPSHOT_BYTES
 
 
 def test_a_check_over_the_snapshot_limit() -> None:
@@ -228,11 +227,11 @@ def test_a_check_at_the_limit_fits_the_database_and_an_sqs_message(
     database_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(SYNMON_DATABASE_URL=database_url)
-    check = padded_check(max_snapshot_bytes(), ["eu-west-1"])
+    check = padded_check(MAX_SNAPSHOT_BYTES, ["eu-west-1"])
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"checks": [check]}, allow_unicode=True))
     definitions = load_definitions(tmp_path, settings)
     (parsed,) = definitions.checks
-    assert stored_size(parsed.snapshot()) == max_snapshot_bytes()
+    assert stored_size(parsed.snapshot()) == MAX_SNAPSHOT_BYTES
     with sessions(database_url)() as session:
         sync(session, definitions)
     with sessions(database_url)() as session:

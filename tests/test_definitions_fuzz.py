@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.checks.loader import DefinitionError, load_text, max_snapshot_bytes, stored_size
+from app.checks.loader import MAX_SNAPSHOT_BYTES, DefinitionError, load_text, stored_size
 from app.checks.models import MAX_NAME_CHARS, control_character
 from tests.conftest import make_settings
 
@@ -202,7 +202,7 @@ def test_what_the_loader_accepts_the_database_can_store(field: str, value: Any) 
             leaf.encode("utf-8")  # no lone surrogate
         elif isinstance(leaf, float):
             assert math.isfinite(leaf)
-    assert stored_size(snapshot) <= max_snapshot_bytes()
+    assert stored_size(snapshot) <= MAX_SNAPSHOT_BYTES
     name = parsed.name or parsed.id  # what the name column gets
     assert len(name) <= MAX_NAME_CHARS
     for one_line in (name, *parsed.tags, *parsed.locations, values["header"]):

@@ -12,16 +12,12 @@ cannot store (NUL, lone surrogates, NaN and infinities).
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +48,12 @@ MAX_YAML_DEPTH = 64
 # A check's snapshot rides in every run request; SQS takes a message of 256 KiB at
 # most (1 MiB on AWS since 2025, not on every SQS-compatible server), and the run
 # request is base64-encoded twice inside kombu's envelopes (``app/sqs.py``), which
-# leaves about 143 KiB for the snapshot: see ``snapshot_ceiling``.
+# leaves about 143 KiB for the snapshot: tests/support/snapshot_bound.py computes it
+# from the message the dispatcher really builds, and a test holds this limit below it.
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
 MAX_SNAPSHOT_BYTES = 128 * 1024
 # checks.source_file is a VARCHAR(500) (app/storage/models.py).
 MAX_SOURCE_FILE_CHARS = 500
-# Worst cases of what a run request carries besides the snapshot.
-_MAX_QUEUE_NAME = 80  # SQS's limit on a queue name
-_MAX_LOCATION = 40  # check_runs.location
-_MAX_HOST_NAME = 253  # the envelope's "origin" names the dispatcher's host
-_LONGEST_FLOAT = -2.2250738585072014e-308  # the longest repr a time limit can have
 
 
 @dataclass(frozen=True)
@@ -242,60 +234,6 @@ def _floats(value: Any) -> Iterator[float]:
             yield from _floats(item)
 
 
-@cache
-def snapshot_ceiling() -> int:
-    """The largest ``stored_size`` of a snapshot whose run request fits one SQS message.
-
-    Computed from the message the dispatcher really builds (``celery_task_body``
-    around ``run_request_json``), with every other field at its longest, in every
-    message version this release writes; and within what a worker accepts
-    (``MAX_MESSAGE_BYTES``).
-    """
-    from app.messages import MAX_MESSAGE_BYTES, RunRequest, run_request_json
-    from app.sqs import celery_task_body
-    from config.celery import RUN_TASKS
-    from config.settings import SUPPORTED_MESSAGE_VERSIONS
-
-    moment = datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-    request = RunRequest(
-        run_id=uuid.uuid4(),
-        check={},
-        location="x" * _MAX_LOCATION,
-        scheduled_at=moment,
-        attempt=100,
-        root_run_id=uuid.uuid4(),
-        trigger="schedule",
-        dispatched_at=moment,
-    )
-    ceilings = []
-    for version in SUPPORTED_MESSAGE_VERSIONS:
-        argument = run_request_json(request, version, "{}")
-        body = celery_task_body(
-            max(RUN_TASKS.values(), key=len),
-            argument,
-            "q" * _MAX_QUEUE_NAME,
-            task_id=str(request.run_id),
-            time_limits=(_LONGEST_FLOAT, _LONGEST_FLOAT),
-        )
-        envelope_text = base64.b64decode(body)
-        envelope = json.loads(envelope_text)
-        inner = base64.b64decode(envelope["body"])
-        host = str(envelope["headers"].get("origin", "")).partition("@")[2]
-        # Everything in the envelope but its base64 body, with the longest host name.
-        outer = len(envelope_text) - len(envelope["body"]) + _MAX_HOST_NAME - len(host)
-        # base64 makes 4 characters of 3 bytes: the outer layer may hold this much JSON,
-        # of which the inner body (base64 again) may take the rest.
-        envelope_room = SQS_MAX_MESSAGE_BYTES // 4 * 3
-        inner_room = (envelope_room - outer) // 4 * 3
-        ceilings.append(inner_room - (len(inner) - len("{}")))
-        ceilings.append(MAX_MESSAGE_BYTES - (len(argument) - len("{}")))
-    return min(ceilings)
-
-
-def max_snapshot_bytes() -> int:
-    return min(MAX_SNAPSHOT_BYTES, snapshot_ceiling())
-
-
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
@@ -419,7 +357,7 @@ def _too_big(size: int) -> str:
 
 def _storage_checks(definitions: Definitions, problems: list[Problem]) -> None:
     """What the database or a run request could not carry, found before either sees it."""
-    limit = max_snapshot_bytes()
+    limit = MAX_SNAPSHOT_BYTES
     long_paths: set[str] = set()
     for check, file in zip(definitions.checks, definitions.check_files, strict=True):
         entity = f"check {check.id!r}"
