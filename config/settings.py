@@ -142,7 +142,6 @@ class Settings:
     min_frequency: float = 10.0
     http_max_timeout: float = 30.0
     browser_max_timeout: float = 240.0
-    browser_default_timeout: float = 60.0
     max_response_bytes: int = 1024 * 1024
     # Extra CA certificates (PEM) that TLS verification trusts, for private services.
     ca_bundle: str | None = None
@@ -374,7 +373,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "SYNMON_SQS_SILENCE": ("sqs_silence", 1.0, 3600.0),
         "SYNMON_HTTP_MAX_TIMEOUT": ("http_max_timeout", 1.0, 900.0),
         "SYNMON_BROWSER_MAX_TIMEOUT": ("browser_max_timeout", 1.0, 900.0),
-        "SYNMON_BROWSER_DEFAULT_TIMEOUT": ("browser_default_timeout", 1.0, 900.0),
         "SYNMON_DISPATCH_INTERVAL": ("dispatch_interval", 0.1, 60.0),
         "SYNMON_MIN_FREQUENCY": ("min_frequency", 1.0, 3600.0),
     }
@@ -392,13 +390,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if log_format not in ("json", "text"):
             raise ConfigError(f"SYNMON_LOG_FORMAT={log_format!r}: expected json or text")
         values["log_format"] = log_format
-
-    if float(values.get("browser_default_timeout", 60.0)) > float(  # type: ignore[arg-type]
-        values.get("browser_max_timeout", 240.0)  # type: ignore[arg-type]
-    ):
-        raise ConfigError(
-            "SYNMON_BROWSER_DEFAULT_TIMEOUT must not exceed SYNMON_BROWSER_MAX_TIMEOUT"
-        )
 
     if values.get("sqs_regional_queues") and get("SYNMON_SQS_ENDPOINT"):
         raise ConfigError("SYNMON_SQS_REGIONAL_QUEUES: a single endpoint has a single region")
