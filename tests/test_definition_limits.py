@@ -34,7 +34,7 @@ from app.messages import MAX_MESSAGE_BYTES, RunRequest
 from app.storage.db import sessions
 from app.storage.models import CheckLocationStateRow, CheckRow, CheckRunRow
 from tests.conftest import make_settings
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, synmon_command
 from tests.support.snapshot_bound import snapshot_ceiling
 
 BILLION_LAUGHS = """\
@@ -480,15 +480,7 @@ def test_the_command_agrees_with_itself(database_url: str, tmp_path: Path) -> No
     }
     outcomes = []
     for args in (["--dry-run"], []):
-        result = subprocess.run(
-            [sys.executable, "-m", "app.cli", "sync", *args, str(tmp_path / "c.yaml")],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = synmon_command("sync", *args, str(tmp_path / "c.yaml"), env=env)
         outcomes.append((result.returncode, result.stderr))
     assert outcomes[0] == outcomes[1]
     code, stderr = outcomes[0]

@@ -25,7 +25,7 @@ from app.rollout import RolloutError, drain, is_worker_command, old_workers, rol
 from config.queues import queue_name
 from config.settings import Settings
 from tests.conftest import make_settings
-from tests.support.processes import ROOT, wait_until
+from tests.support.processes import synmon_command, wait_until
 
 LOCATION = "eu-west-1"
 
@@ -93,15 +93,7 @@ def synmon_rollout(settings: Settings, *args: str) -> subprocess.CompletedProces
         "SYNMON_LOCATIONS": LOCATION,
         "SYNMON_ENV": "test",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "rollout", "-l", LOCATION, "-k", "http", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return synmon_command("rollout", "-l", LOCATION, "-k", "http", *args, env=env)
 
 
 def test_the_command_refuses_to_signal_a_sleep(settings: Settings) -> None:

@@ -18,7 +18,7 @@ import redis
 import requests
 
 from tests.support.pipeline import Pipeline, running_pipeline
-from tests.support.processes import ROOT, free_port, wait_until
+from tests.support.processes import ROOT, free_port, run_in_checkout, wait_until
 from tests.support.servers import TargetServer, http_target
 from tests.test_faults import assert_exactly_once, send_runs
 
@@ -113,15 +113,8 @@ def test_inspect_ping_answers_over_the_side_channel(
     pipeline: Pipeline, side_channel_url: str
 ) -> None:
     def inspect(command: str) -> str:
-        return subprocess.run(
-            [*celery_cli(side_channel_url), "inspect", command, "--timeout", "3"],
-            cwd=ROOT,
-            env=pipeline.synmon.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        ).stdout
+        argv = [*celery_cli(side_channel_url), "inspect", command, "--timeout", "3"]
+        return run_in_checkout(argv, pipeline.synmon.env, timeout=60).stdout
 
     def ping() -> str:
         output = inspect("ping")
@@ -209,15 +202,8 @@ def test_celery_with_synmons_app_and_a_redis_url_speaks_redis(
     base = [sys.executable, "-m", "celery", "-A", "app", "-b", side_channel_url]
 
     def ping() -> str:
-        output = subprocess.run(
-            [*base, "inspect", "ping", "--timeout", "3"],
-            cwd=ROOT,
-            env=pipeline.synmon.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        ).stdout
+        argv = [*base, "inspect", "ping", "--timeout", "3"]
+        output = run_in_checkout(argv, pipeline.synmon.env, timeout=60).stdout
         return output if "pong" in output else ""
 
     assert "http-eu-west-1@" in wait_until(ping, 60, 1, "a pong through celery -A app")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -15,8 +14,7 @@ from app.checks.sync import sync
 from app.storage.db import sessions
 from app.storage.models import ChannelRow, CheckRow, CheckStateRow
 from tests.conftest import make_settings
-
-ROOT = Path(__file__).parents[1]
+from tests.support.processes import synmon_command
 
 
 def synmon(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -26,15 +24,7 @@ def synmon(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
         "SYNMON_ENV": "test",
         "SYNMON_LOCATIONS": "eu-west-1,us-east-1",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return synmon_command(*args, env=env)
 
 
 def write_checks(folder: Path, count: int) -> None:

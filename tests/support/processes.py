@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,28 @@ import requests
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
+
+
+def run_in_checkout(
+    argv: list[str], env: Mapping[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``argv`` run to its end from the checkout, its output captured as text."""
+    return subprocess.run(
+        argv,
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def synmon_command(
+    *args: str, env: Mapping[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``synmon ARGS`` (as ``python -m app.cli``) with exactly ``env``."""
+    return run_in_checkout([sys.executable, "-m", "app.cli", *args], env, timeout)
 
 
 def free_port() -> int:
@@ -106,15 +128,7 @@ class Synmon:
         check: bool = True,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
-            cwd=ROOT,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        result = synmon_command(*args, env={**self.env, **(env or {})}, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"synmon {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
