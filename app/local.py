@@ -176,11 +176,10 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
     migrate(settings.database_url)
     create_queues(settings)
     paused: list[str] = []
-    for path in paths:
-        definitions = load_definitions(path, settings)
+    if paths:  # all paths together: a sync of one would remove what the others define
+        definitions = load_definitions(paths, settings)
         if browsers_disabled:
-            definitions, paused_here = browsers_paused(definitions)
-            paused += paused_here
+            definitions, paused = browsers_paused(definitions)
         with sessions(settings.database_url)() as session:
             print(sync(session, definitions).summary(applied=True))
     if browsers_disabled:

@@ -357,3 +357,16 @@ def test_the_quorum_cannot_exceed_the_checks_locations() -> None:
         .checks[0]
         .snapshot()["alert"]
     )
+
+
+def test_several_paths_are_validated_together(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "c.yaml").write_text(yaml.safe_dump({"checks": [http_check()]}))
+    with pytest.raises(DefinitionError) as caught:
+        load_definitions([tmp_path / "a", tmp_path / "b"], make_settings())
+    (problem,) = [str(p) for p in caught.value.problems]
+    assert "duplicate id" in problem and str(tmp_path / "a" / "c.yaml") in problem
+    (tmp_path / "b" / "c.yaml").write_text(yaml.safe_dump({"checks": [http_check(id="other")]}))
+    both = load_definitions([tmp_path / "a", str(tmp_path / "b")], make_settings())
+    assert sorted(c.id for c in both.checks) == ["api", "other"]

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.slow
 
 
 @contextmanager
-def synmon_up(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def synmon_up(
+    tmp_path: Path, *paths: str, **settings: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`synmon up examples/checks` from the clone, as `make up` runs it, with its own
     data folder and status page port and ``settings`` added; yields it and the port
     once its banner is out. Killed with its whole group at the end."""
@@ -39,7 +41,7 @@ def synmon_up(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Pope
     env.update(settings)
     with (tmp_path / "up.log").open("wb") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "up", "examples/checks"],
+            [sys.executable, "-m", "app.cli", "up", *(paths or ("examples/checks",))],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -212,3 +214,17 @@ def test_make_up_runs_system_deps_optionally_before_synmon_up() -> None:
     ).stdout.splitlines()
     deps = planned.index("scripts/system-deps --optional")
     assert planned[deps + 1].endswith("synmon up examples/checks")
+
+
+def test_synmon_up_syncs_every_path_it_is_given(tmp_path: Path) -> None:
+    # Each path synced on its own would remove what the paths before it defined.
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "more.yaml").write_text(
+        "checks:\n"
+        "  - id: extra\n    type: http\n    enabled: false\n"
+        "    request: {url: 'http://{{DEMO_HOST}}/api/health'}\n"
+    )
+    with synmon_up(tmp_path, "examples/checks", str(extra)) as (_, port):
+        checks = api_checks(port)
+        assert {"demo-api-health", "extra"} <= set(checks)

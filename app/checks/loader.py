@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -484,12 +484,15 @@ def _cross_checks(
     return definitions
 
 
-def load_definitions(path: Path | str, settings: Settings | None = None) -> Definitions:
-    """Every check and channel under ``path``; raises ``DefinitionError`` on any problem."""
-    path = Path(path)
+def load_definitions(
+    path: Path | str | Sequence[Path | str], settings: Settings | None = None
+) -> Definitions:
+    """Every check and channel under ``path`` (one path or several, validated together:
+    an id defined under two of them is a problem); raises ``DefinitionError`` on any."""
+    paths = [Path(path)] if isinstance(path, Path | str) else [Path(p) for p in path]
     definitions = Definitions()
     problems: list[Problem] = []
-    for file in definition_files(path):
+    for file in (file for folder in paths for file in definition_files(folder)):
         try:
             with file.open("rb") as stream:
                 # One byte more than allowed tells a file too big, without reading it all.
