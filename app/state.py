@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from app.checks.models import AlertPolicy, Check
 from app.messages import RunResult
@@ -34,8 +34,18 @@ STATE_BY_STATUS = {"passed": "passing", "degraded": "degraded", "failed": "faili
 DEFAULT_POLICY = AlertPolicy()
 
 
+class StateRow:
+    """What both kinds of state share: a copy to try a result on, and the row to write."""
+
+    def copy(self) -> Self:
+        return replace(self)  # type: ignore[type-var]
+
+    def as_row(self, updated_at: datetime) -> dict[str, Any]:
+        return {**vars(self), "updated_at": updated_at}
+
+
 @dataclass
-class CheckState:
+class CheckState(StateRow):
     """One row of ``check_state``: the check's derived verdict."""
 
     check_id: str
@@ -52,17 +62,9 @@ class CheckState:
         """What a result can change that matters: a state is written only when this moves."""
         return (self.status, self.consecutive_failures or 0, self.alerting)
 
-    def copy(self) -> CheckState:
-        return CheckState(**vars(self))
-
-    def as_row(self, updated_at: datetime) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in STATE_FIELDS}
-        row["updated_at"] = updated_at
-        return row
-
 
 @dataclass
-class LocationState:
+class LocationState(StateRow):
     """One row of ``check_location_state``."""
 
     check_id: str
@@ -88,18 +90,6 @@ class LocationState:
             last_status=check.last_status,
             consecutive_failures=check.consecutive_failures or 0,
         )
-
-    def copy(self) -> LocationState:
-        return LocationState(**vars(self))
-
-    def as_row(self, updated_at: datetime) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in LOCATION_FIELDS}
-        row["updated_at"] = updated_at
-        return row
-
-
-STATE_FIELDS = tuple(f.name for f in fields(CheckState))
-LOCATION_FIELDS = tuple(f.name for f in fields(LocationState))
 
 
 @dataclass(frozen=True)

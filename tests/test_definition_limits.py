@@ -36,6 +36,7 @@ from app.storage.models import CheckLocationStateRow, CheckRow, CheckRunRow
 from tests.conftest import make_settings
 from tests.support.processes import ROOT, synmon_command
 from tests.support.snapshot_bound import snapshot_ceiling
+from tests.test_definitions import http_check
 
 BILLION_LAUGHS = """\
 lol1: &lol1 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]
@@ -61,17 +62,6 @@ checks:
 """
 )
 MEMORY_LIMIT = 1 << 30  # the child's address space: far below what the bomb expands to
-
-
-def http_check(**overrides: Any) -> dict[str, Any]:
-    check: dict[str, Any] = {
-        "id": "api",
-        "type": "http",
-        "locations": ["eu-west-1"],
-        "request": {"url": "https://api.example.com/health"},
-    }
-    check.update(overrides)
-    return check
 
 
 def problems_of(text: str, file: str = "checks.yaml") -> list[str]:
