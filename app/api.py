@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from app.dispatch import run_request_message
-from app.messages import RunRequest
-from app.sqs import BatchSender
+from app.execution.runs import RunRequest
+from app.pipeline.dispatch import run_request_message
+from app.pipeline.sqs import BatchSender
 from app.storage.db import sessions
 from app.storage.models import CheckRow, CheckRunRow
 from config.settings import Settings, get_settings

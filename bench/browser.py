@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 import pyppeteer
 
-from app.browser.chromium import BASE_ARGS
-from app.browser.pool import BrowserHost
-from app.checks.models import Check
-from app.messages import RunRequest
+from app.definitions.models import Check
+from app.execution.browser.chromium import BASE_ARGS
+from app.execution.browser.pool import BrowserHost
+from app.execution.runs import RunRequest
 from bench.common import Figure, Size, WrongResult
 from config.settings import load_settings
 from tests.support.pages import PageServer

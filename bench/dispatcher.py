@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, text, update
 
-from app.dispatch import advance_rows, dispatch_due
-from app.schedule import first_run_after
-from app.sqs import Outgoing
-from app.stats import percentile
+from app.ops.stats import percentile
+from app.pipeline.dispatch import advance_rows, dispatch_due
+from app.pipeline.schedule import first_run_after
+from app.pipeline.sqs import Outgoing
 from app.storage.db import sessions
 from app.storage.models import CheckRow
 from bench.common import Figure, Size, WrongResult

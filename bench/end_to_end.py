@@ -13,9 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from app.dispatch import run_request_message
-from app.messages import RunRequest
-from app.sqs import BatchSender, Outgoing, celery_task_body, client
+from app.execution.runs import RunRequest
+from app.pipeline.dispatch import run_request_message
+from app.pipeline.sqs import BatchSender, Outgoing, celery_task_body, client
 from app.storage.db import sessions
 from app.storage.models import CheckRunRow
 from bench.common import Figure, Size, WrongResult

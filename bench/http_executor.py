@@ -38,10 +38,10 @@ def target() -> Iterator[str]:
 
 
 def synmon_loop(url: str, count: int) -> tuple[list[str], float]:
-    from app.checks.models import Check
-    from app.http_check import run_http_check
-    from app.messages import RunRequest
-    from app.ssrf import TargetGuard
+    from app.definitions.models import Check
+    from app.execution.guard import TargetGuard
+    from app.execution.http.check import run_http_check
+    from app.execution.runs import RunRequest
     from config.settings import load_settings
 
     port = url.split(":")[2].split("/", maxsplit=1)[0]

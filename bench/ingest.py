@@ -22,14 +22,15 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text
 
-from app.check_cache import CheckCache
-from app.ingest import Ingestor, store_results
-from app.messages import RunResult, result_body
-from app.sqs import BatchSender, Outgoing, client_for, create_queues, queue_urls
+from app.execution.runs import RunResult
+from app.pipeline.check_cache import CheckCache
+from app.pipeline.ingest import Ingestor, store_results
+from app.pipeline.queues import queue_name
+from app.pipeline.sqs import BatchSender, Outgoing, client_for, create_queues, queue_urls
+from app.pipeline.wire import result_body
 from app.storage.db import engine_for, sessions
 from app.storage.models import CheckRow, CheckRunRow
 from bench.common import Figure, Size, WrongResult
-from config.queues import queue_name
 from config.settings import Settings, load_settings
 from tests.support.databases import postgres_database
 from tests.support.processes import moto_server

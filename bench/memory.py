@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 import pyppeteer
 
-from app.dispatch import run_request_message
-from app.messages import RunRequest
-from app.sqs import BatchSender, client
+from app.execution.runs import RunRequest
+from app.pipeline.dispatch import run_request_message
+from app.pipeline.sqs import BatchSender, client
 from bench.browser import launch_options, wait_for_bench_chromium_to_exit
 from bench.common import Figure, Size, WrongResult
 from bench.http_executor import target

@@ -7,14 +7,14 @@ from typing import Any
 from celery.signals import worker_init, worker_process_shutdown
 
 from app.celery import app
-from app.runner import execute
-from app.worker import backoff_redelivery, receive_count
+from app.celery.worker import backoff_redelivery, receive_count
+from app.pipeline.runner import execute
 from config.settings import get_settings
 
 
 @app.task(name="synmon.run_browser", bind=True)
 def run_browser(self: Any, request: dict[str, Any]) -> str:
-    from app.browser.pool import run_browser_check
+    from app.execution.browser.pool import run_browser_check
 
     settings = get_settings()
     result = execute(
@@ -31,7 +31,7 @@ def run_browser(self: Any, request: dict[str, Any]) -> str:
 @worker_process_shutdown.connect
 def close_browser(**_: Any) -> None:
     """A pool process that exits takes its Chromium with it."""
-    from app.browser.pool import close_host
+    from app.execution.browser.pool import close_host
 
     close_host()
 
@@ -39,6 +39,6 @@ def close_browser(**_: Any) -> None:
 @worker_init.connect
 def sweep_chromium(**_: Any) -> None:
     """Chromium left behind by a worker that died on this machine is killed at start."""
-    from app.browser.chromium import sweep_orphans
+    from app.execution.browser.chromium import sweep_orphans
 
     sweep_orphans()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.celery import app
-from app.dispatch import dispatch_due
+from app.pipeline.dispatch import dispatch_due
 from app.storage.db import sessions
 from config.settings import get_settings
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from app.celery import app
-from app.http_check import run_http_check
-from app.runner import execute
-from app.worker import backoff_redelivery, guard_for, receive_count
+from app.celery.worker import backoff_redelivery, receive_count
+from app.execution.guard import guard_for
+from app.execution.http.check import run_http_check
+from app.pipeline.runner import execute
 from config.settings import get_settings
 
 

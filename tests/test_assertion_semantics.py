@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.assertions import (
+from app.definitions.models import Assertion, Check
+from app.execution.assertions import (
     SHOWN_VALUES_LIMIT,
     AssertionOutcome,
     ResponseFacts,
@@ -34,10 +35,9 @@ from app.assertions import (
     compile_json_path,
     evaluate,
 )
-from app.checks.models import Assertion, Check
-from app.http_check import run_http_check
-from app.messages import RunRequest, RunResult
-from app.ssrf import TargetGuard
+from app.execution.guard import TargetGuard
+from app.execution.http.check import run_http_check
+from app.execution.runs import RunRequest, RunResult
 from tests.conftest import make_settings
 from tests.support.assertion_targets import body_target
 from tests.support.pipeline import http_check
@@ -640,8 +640,8 @@ def test_regex_filters_keep_jsonpath_ng_meaning() -> None:
 CATASTROPHIC = textwrap.dedent(
     """
     import json
-    from app.assertions import ResponseFacts, evaluate
-    from app.checks.models import Assertion
+    from app.execution.assertions import ResponseFacts, evaluate
+    from app.definitions.models import Assertion
 
     hostile = "a" * 30000 + "b"
     facts = ResponseFacts(200, {}, json.dumps({"s": hostile, "list": [hostile]}), 1.0)
@@ -775,7 +775,7 @@ def test_hostile_bodies_through_an_http_check_fail_the_check_with_a_reason() -> 
     "huge", ["1e9999999999999999999", "-1E+99999999999999999999", "9e-99999999999999999999"]
 )
 def test_a_number_beyond_decimal_is_text_and_never_raises(huge: str) -> None:
-    from app.assertions import as_number, compare
+    from app.execution.assertions import as_number, compare
 
     assert as_number(huge) is None
     assert compare(huge, "not_equals", "abc") is True

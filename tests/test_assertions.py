@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.assertions import CaseInsensitive, ResponseFacts, compare, evaluate
-from app.checks.models import Assertion
+from app.definitions.models import Assertion
+from app.execution.assertions import CaseInsensitive, ResponseFacts, compare, evaluate
 
 FACTS = ResponseFacts(
     status_code=200,

@@ -14,10 +14,10 @@ from typing import Any
 import psutil
 import pytest
 
-from app.browser.chromium import chromium_processes
-from app.browser.pool import BrowserHost
-from app.checks.models import Check
-from app.messages import RunRequest, RunResult
+from app.definitions.models import Check
+from app.execution.browser.chromium import chromium_processes
+from app.execution.browser.pool import BrowserHost
+from app.execution.runs import RunRequest, RunResult
 from tests.conftest import make_settings
 from tests.support.browsers import browser_host
 from tests.support.pages import PageServer
@@ -299,8 +299,8 @@ def test_a_hung_chromium_is_replaced(
     import os
     import signal
 
-    from app.browser import pool
-    from app.browser.pool import BrowserUnavailable
+    from app.execution.browser import pool
+    from app.execution.browser.pool import BrowserUnavailable
 
     monkeypatch.setattr(pool, "CONTROL_TIMEOUT", 2.0)
     host.ensure()
@@ -347,7 +347,7 @@ def test_recycling_and_closing_leave_no_chromium_behind(site: PageServer, tmp_pa
 def test_screenshots_go_to_s3_by_key_not_into_the_message(site: PageServer, tmp_path: Path) -> None:
     import boto3
 
-    from app.messages import result_body
+    from app.pipeline.wire import result_body
     from tests.support.processes import moto_server
 
     with moto_server() as moto:

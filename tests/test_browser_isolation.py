@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from app.browser.chromium import SERVICE_SINK_DOMAIN
-from app.browser.pool import BrowserHost
-from app.browser.proxy import (
+from app.definitions.models import Check
+from app.execution.browser.chromium import SERVICE_SINK_DOMAIN
+from app.execution.browser.pool import BrowserHost
+from app.execution.browser.proxy import (
     CHROMIUM,
     FORWARDED,
     OUTSIDE_RUN,
@@ -29,8 +30,7 @@ from app.browser.proxy import (
     ProxyRequest,
     chromium_service_reason,
 )
-from app.checks.models import Check
-from app.messages import RunRequest, RunResult
+from app.execution.runs import RunRequest, RunResult
 from tests.conftest import make_settings
 from tests.support.browser_isolation import (
     MDNS_GROUPS,

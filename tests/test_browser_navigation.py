@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app.browser.pool import BrowserHost
+from app.execution.browser.pool import BrowserHost
 from tests.support.browsers import browser_host
 from tests.support.navigation_pages import NavigationServer
 from tests.support.servers import serving

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from app.browser.pool import BrowserHost
-from app.browser.steps import OwnOriginHeaders, own_origins
-from app.checks.models import Check
-from app.placeholders import Placeholders
+from app.definitions.models import Check
+from app.definitions.placeholders import Placeholders
+from app.execution.browser.pool import BrowserHost
+from app.execution.browser.steps import OwnOriginHeaders, own_origins
 from tests.support.browsers import browser_host
 from tests.support.navigation_pages import NavigationServer
 from tests.support.servers import serving

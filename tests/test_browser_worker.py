@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from app.api import trigger, wait_for_runs
-from app.browser.chromium import chromium_processes
+from app.execution.browser.chromium import chromium_processes
 from tests.support.pages import PageServer
 from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.processes import wait_until

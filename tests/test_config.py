@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from config.celery import broker_url, celery_config
-from config.queues import all_queues, queue_name, visibility_timeout
+from app.celery.config import broker_url, celery_config
+from app.pipeline.queues import all_queues, queue_name, visibility_timeout
 from config.settings import CURRENT_MESSAGE_VERSION, ConfigError, load_settings
 
 
@@ -102,13 +102,15 @@ def test_celery_configuration_keeps_jobs_until_they_succeed() -> None:
 def test_events_follow_the_side_channel_and_remote_control_never_uses_sqs() -> None:
     settings = load_settings({"SYNMON_EVENTS_URL": "redis://127.0.0.1:6379/3"})
     config = celery_config(settings, {})
-    assert config["worker_enable_remote_control"] is False  # app/events.py answers instead
+    assert (
+        config["worker_enable_remote_control"] is False
+    )  # app/celery/side_channel.py answers instead
     assert config["worker_send_task_events"] is True
     assert celery_config(load_settings({}), {})["worker_send_task_events"] is False
 
 
 def test_regional_queues_live_in_their_locations_region() -> None:
-    from app.sqs import QueueUrls
+    from app.pipeline.sqs import QueueUrls
 
     settings = load_settings(
         {
@@ -120,7 +122,7 @@ def test_regional_queues_live_in_their_locations_region() -> None:
             "SYNMON_SQS_QUEUE_URL_PREFIX": "https://sqs.{region}.amazonaws.com/123456789012",
         }
     )
-    from config.queues import queue_region
+    from app.pipeline.queues import queue_region
 
     run = queue_name(settings, "run", "us-east-1", "browser")
     assert queue_region(settings, run) == "us-east-1"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from sqlalchemy import Text, cast, func, select
 
-from app.checks.loader import (
+from app.definitions.loader import (
     MAX_FILE_BYTES,
     MAX_SNAPSHOT_BYTES,
     MAX_SOURCE_FILE_CHARS,
@@ -27,10 +27,11 @@ from app.checks.loader import (
     load_text,
     stored_size,
 )
-from app.checks.models import MAX_NAME_CHARS, MAX_TAG_CHARS
-from app.checks.sync import sync
-from app.dispatch import run_request_message
-from app.messages import MAX_MESSAGE_BYTES, RunRequest
+from app.definitions.models import MAX_NAME_CHARS, MAX_TAG_CHARS
+from app.execution.runs import RunRequest
+from app.pipeline.dispatch import run_request_message
+from app.pipeline.sync import sync
+from app.pipeline.wire import MAX_MESSAGE_BYTES
 from app.storage.db import sessions
 from app.storage.models import CheckLocationStateRow, CheckRow, CheckRunRow
 from tests.conftest import make_settings

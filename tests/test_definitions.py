@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.checks.loader import DefinitionError, load_definitions, load_text
+from app.definitions.loader import DefinitionError, load_definitions, load_text
 from tests.conftest import make_settings
 
 DESIGN_EXAMPLE = (Path(__file__).parents[1] / "examples" / "design-example.yaml").read_text()

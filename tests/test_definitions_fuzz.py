@@ -11,8 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.checks.loader import MAX_SNAPSHOT_BYTES, DefinitionError, load_text, stored_size
-from app.checks.models import MAX_NAME_CHARS, control_character
+from app.definitions.loader import MAX_SNAPSHOT_BYTES, DefinitionError, load_text, stored_size
+from app.definitions.models import MAX_NAME_CHARS, control_character
 from tests.conftest import make_settings
 
 SETTINGS = make_settings()

@@ -18,7 +18,7 @@ import hcl2
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from config.queues import queue_name, visibility_timeout
+from app.pipeline.queues import queue_name, visibility_timeout
 from config.settings import load_settings
 
 ROOT = Path(__file__).parents[1]

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from app.checks.loader import load_text
-from app.checks.sync import sync
-from app.dispatch import dispatch_due
-from app.messages import decode_run_request
-from app.schedule import phase
-from app.sqs import Outgoing
+from app.definitions.loader import load_text
+from app.pipeline.dispatch import dispatch_due
+from app.pipeline.schedule import phase
+from app.pipeline.sqs import Outgoing
+from app.pipeline.sync import sync
+from app.pipeline.wire import decode_run_request
 from app.storage.db import sessions
 from config.settings import Settings
 from tests.conftest import make_settings
@@ -73,7 +73,7 @@ def checks_yaml(
 def setup(database_url: str, text: str, now: datetime = T0) -> tuple[Settings, Any]:
     settings = make_settings(SYNMON_DATABASE_URL=database_url)
     Session = sessions(database_url)
-    from app.checks import sync as sync_module
+    from app.pipeline import sync as sync_module
 
     with Session() as session:
         definitions = load_text(text, "c.yaml", settings)

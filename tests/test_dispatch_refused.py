@@ -17,14 +17,23 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from sqlalchemy import select, update
 
-from app.checks import sync as sync_module
-from app.checks.loader import load_text
-from app.dispatch import dispatch_due
-from app.messages import RunResult, decode_result, decode_run_request, parse_body, scheduled_run_id
-from app.sqs import BatchSender, Outgoing, client, create_queues, queue_urls, split_failures
+from app.definitions.loader import load_text
+from app.execution.runs import RunResult
+from app.pipeline import sync as sync_module
+from app.pipeline.dispatch import dispatch_due
+from app.pipeline.queues import queue_name
+from app.pipeline.schedule import scheduled_run_id
+from app.pipeline.sqs import (
+    BatchSender,
+    Outgoing,
+    client,
+    create_queues,
+    queue_urls,
+    split_failures,
+)
+from app.pipeline.wire import decode_result, decode_run_request, parse_body
 from app.storage.db import sessions
 from app.storage.models import CheckRow
-from config.queues import queue_name
 from config.settings import Settings
 from tests.conftest import make_settings
 from tests.support.envelopes import run_request_of

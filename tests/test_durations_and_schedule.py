@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.checks.durations import format_duration, parse_duration
-from app.schedule import advance, first_run_after, phase
+from app.definitions.durations import format_duration, parse_duration
+from app.pipeline.schedule import advance, first_run_after, phase
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,9 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
-from app.dispatch import run_request_message
-from app.messages import RunRequest
-from app.sqs import BatchSender
+from app.execution.runs import RunRequest
+from app.pipeline.dispatch import run_request_message
+from app.pipeline.sqs import BatchSender
 from app.storage.db import migrate, sessions
 from app.storage.models import CheckRunRow
 from config.settings import Settings
@@ -244,9 +244,9 @@ def test_postgres_restarted_while_runs_flow(target: TargetServer, tmp_path: Path
 
 
 def test_ingest_killed_mid_batch_loses_and_doubles_nothing(tmp_path: Path) -> None:
-    from app.messages import result_body
-    from app.sqs import Outgoing
-    from config.queues import queue_name
+    from app.pipeline.queues import queue_name
+    from app.pipeline.sqs import Outgoing
+    from app.pipeline.wire import result_body
 
     with running_pipeline(tmp_path, FAST_QUEUES, workers=[], ingest=False, beat=False) as pipeline:
         results = [run_result(check_id="gone") for _ in range(400)]

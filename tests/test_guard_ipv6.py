@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.ssrf import METADATA, METADATA_ADDRESSES, ForbiddenTarget, TargetGuard, classify
+from app.execution.guard import METADATA, METADATA_ADDRESSES, ForbiddenTarget, TargetGuard, classify
 from config.settings import AllowedTarget
 
 # One IPv4 address per reason the guard knows, and what it says about each.

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import trustme
 
-from app.checks.models import Check
-from app.http_check import run_http_check
-from app.messages import RunRequest, RunResult
-from app.ssrf import TargetGuard
+from app.definitions.models import Check
+from app.execution.guard import TargetGuard
+from app.execution.http.check import run_http_check
+from app.execution.runs import RunRequest, RunResult
 from tests.conftest import make_settings
 from tests.support.servers import TargetServer, http_target, https_target
 

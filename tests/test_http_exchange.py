@@ -262,7 +262,7 @@ def test_a_forked_worker_process_gets_a_working_watchdog() -> None:
     import os
     import time
 
-    from app.http_transport import Watchdog
+    from app.execution.http.transport import Watchdog
 
     dog = Watchdog()
     dog.disarm(dog.arm(time.perf_counter() + 60, lambda: None))  # its thread runs

@@ -11,14 +11,16 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from app.check_cache import CheckCache
-from app.checks.loader import load_text
-from app.checks.models import Check
-from app.checks.sync import sync
-from app.ingest import relay_outbox, store_results
-from app.messages import RunResult, decode_run_request, retry_run_id
-from app.retries import backoff_seconds, decide_retry
-from app.sqs import Outgoing
+from app.definitions.loader import load_text
+from app.definitions.models import Check
+from app.execution.runs import RunResult
+from app.pipeline.check_cache import CheckCache
+from app.pipeline.ingest import relay_outbox, store_results
+from app.pipeline.retries import backoff_seconds, decide_retry
+from app.pipeline.schedule import retry_run_id
+from app.pipeline.sqs import Outgoing
+from app.pipeline.sync import sync
+from app.pipeline.wire import decode_run_request
 from app.storage.db import sessions
 from app.storage.models import CheckRunRow, CheckStateRow, NotificationRow, OutboxRow
 from tests.conftest import make_settings

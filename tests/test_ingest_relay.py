@@ -14,15 +14,15 @@ import pytest
 import yaml
 from sqlalchemy import select, update
 
-from app.check_cache import CheckCache
-from app.checks.loader import load_text
-from app.checks.sync import sync
-from app.ingest import relay_outbox, store_results
-from app.messages import decode_result, decode_run_request, parse_body
-from app.sqs import client, create_queues, queue_urls
+from app.definitions.loader import load_text
+from app.pipeline.check_cache import CheckCache
+from app.pipeline.ingest import relay_outbox, store_results
+from app.pipeline.queues import queue_name
+from app.pipeline.sqs import client, create_queues, queue_urls
+from app.pipeline.sync import sync
+from app.pipeline.wire import decode_result, decode_run_request, parse_body
 from app.storage.db import sessions
 from app.storage.models import CheckRow, CheckRunRow, OutboxRow
-from config.queues import queue_name
 from tests.conftest import make_settings
 from tests.support.envelopes import run_request_of
 from tests.support.processes import MotoServer, moto_server, wait_until

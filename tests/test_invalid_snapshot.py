@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from app.dispatch import run_request_message
-from app.messages import RunRequest
-from app.sqs import BatchSender
+from app.execution.runs import RunRequest
+from app.pipeline.dispatch import run_request_message
+from app.pipeline.sqs import BatchSender
 from tests.support.pipeline import http_check, running_pipeline
 from tests.support.processes import wait_until
 from tests.support.servers import TargetServer, http_target

@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 
-from app.check_cache import CheckCache
-from app.checks.loader import load_text
-from app.checks.sync import sync
-from app.ingest import store_results
-from app.messages import RunResult
+from app.definitions.loader import load_text
+from app.execution.runs import RunResult
+from app.pipeline.check_cache import CheckCache
+from app.pipeline.ingest import store_results
+from app.pipeline.sync import sync
 from app.storage.db import sessions
 from app.storage.models import CheckLocationStateRow, CheckStateRow, NotificationRow
 from tests.conftest import make_settings

@@ -7,17 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.messages import (
+from app.execution.runs import RunRequest, RunResult
+from app.pipeline.schedule import retry_run_id, scheduled_run_id
+from app.pipeline.wire import (
     MAX_MESSAGE_BYTES,
     MessageError,
-    RunRequest,
-    RunResult,
     decode_result,
     decode_run_request,
     encode_result,
     encode_run_request,
-    retry_run_id,
-    scheduled_run_id,
 )
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -150,7 +148,7 @@ def test_run_ids_are_deterministic_per_slot() -> None:
 def test_run_request_json_splices_the_stored_definition(version: int) -> None:
     import json
 
-    from app.messages import run_request_json
+    from app.pipeline.wire import run_request_json
 
     original = request()
     stored = json.dumps(CHECK, indent=1)  # as a database may return it: any JSON text

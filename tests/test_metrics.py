@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from app.api import trigger, wait_for_runs
-from app.sqs import client, queue_urls
-from config.queues import queue_name
+from app.pipeline.queues import queue_name
+from app.pipeline.sqs import client, queue_urls
 from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.processes import free_port, wait_until
 from tests.support.servers import TargetServer, http_target

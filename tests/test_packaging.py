@@ -190,7 +190,7 @@ def install(root: Path, into: Path) -> Installed:
     env.update(
         SYNMON_DATA_DIR=str(into / "data"),
         SYNMON_DATABASE_URL=f"sqlite:///{into / 'synmon.sqlite'}",
-        # app.flower_app refuses to load without a side channel, as Flower needs one.
+        # app.celery.flower refuses to load without a side channel, as Flower needs one.
         SYNMON_EVENTS_URL=f"filesystem://{into / 'events'}",
     )
     return Installed(root, wheel, venv, site_packages, workdir, env)

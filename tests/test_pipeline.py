@@ -17,10 +17,10 @@ import trustme
 from sqlalchemy import func, select
 
 from app.api import trigger, wait_for_runs
-from app.dispatch import run_request_message
-from app.messages import RunRequest
-from app.schedule import phase
-from app.sqs import BatchSender, client
+from app.execution.runs import RunRequest
+from app.pipeline.dispatch import run_request_message
+from app.pipeline.schedule import phase
+from app.pipeline.sqs import BatchSender, client
 from app.storage.db import sessions
 from app.storage.models import CheckRunRow
 from tests.support.pipeline import Pipeline, http_check, running_pipeline
@@ -249,7 +249,7 @@ def test_batched_messages_are_plain_celery_task_messages(
         pipeline.moto.port, queue, url, "-P", "solo", out=out, log_level="warning"
     )
     try:
-        from app.sqs import Outgoing, celery_task_body
+        from app.pipeline.sqs import Outgoing, celery_task_body
 
         bodies = [{"n": i, "run_id": str(uuid.uuid4())} for i in range(25)]
         sent = BatchSender(pipeline.settings)

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from app.dispatch import run_request_message
-from app.messages import RunRequest, encode_run_request, result_body
-from app.sqs import BatchSender, celery_task_body, client, queue_urls
-from config.queues import queue_name
+from app.execution.runs import RunRequest
+from app.pipeline.dispatch import run_request_message
+from app.pipeline.queues import queue_name
+from app.pipeline.sqs import BatchSender, celery_task_body, client, queue_urls
+from app.pipeline.wire import encode_run_request, result_body
 from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.processes import wait_until
 from tests.support.results import run_result

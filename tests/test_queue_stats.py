@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.queue_stats import all_stats
-from app.sqs import client, create_queues, queue_urls
-from config.queues import queue_name
+from app.ops.queue_stats import all_stats
+from app.pipeline.queues import queue_name
+from app.pipeline.sqs import client, create_queues, queue_urls
 from config.settings import Settings
 from tests.conftest import make_settings
 from tests.support.processes import MotoServer, Synmon, moto_server

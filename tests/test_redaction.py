@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.assertions import ACTUAL_REPR_LIMIT
-from app.outcome import ERROR_LIMIT, redact_result
-from app.redact import REDACTED, Redactor
+from app.execution.assertions import ACTUAL_REPR_LIMIT
+from app.execution.outcome import ERROR_LIMIT, redact_result
+from app.execution.redact import REDACTED, Redactor
 from tests.support.exchange_servers import (
     SecretEchoServer,
     run_http,

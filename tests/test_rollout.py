@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from app.queue_stats import all_stats
+from app.ops.queue_stats import all_stats
 from app.storage.db import sessions
 from app.storage.models import CheckRunRow
 from tests.support.pipeline import Pipeline, running_pipeline

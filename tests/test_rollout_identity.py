@@ -20,9 +20,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from app import health
-from app.rollout import RolloutError, drain, is_worker_command, old_workers, rollout
-from config.queues import queue_name
+from app.ops import health
+from app.ops.rollout import RolloutError, drain, is_worker_command, old_workers, rollout
+from app.pipeline.queues import queue_name
 from config.settings import Settings
 from tests.conftest import make_settings
 from tests.support.processes import synmon_command, wait_until
@@ -72,7 +72,7 @@ def impostor(tmp_path: Path, forks: bool = False) -> list[str]:
 
 
 def write_report(settings: Settings, name: str, pid: int, queues: list[str]) -> None:
-    """A health report as a worker writes it (``app.health.write`` writes its own pid)."""
+    """A health report as a worker writes it (``app.ops.health.write`` writes its own pid)."""
     folder = health.folder(settings)
     folder.mkdir(parents=True, exist_ok=True)
     report = {
@@ -112,7 +112,7 @@ def test_count_must_be_at_least_one(settings: Settings) -> None:
     with running(["sleep", "300"]) as sleeper:
         result = synmon_rollout(settings, "--count", "0", "--replace", str(sleeper.pid))
         assert result.returncode != 0
-        # app/rollout.py says so, or click first if the option declares its range.
+        # app/ops/rollout.py says so, or click first if the option declares its range.
         assert "--count" in result.stderr, result.stderr
         assert "at least 1" in result.stderr or "x>=1" in result.stderr, result.stderr
         assert "started new worker" not in result.stdout

@@ -1,6 +1,6 @@
 """Flower and remote control over the Redis side channel while tasks flow through SQS.
 
-This test relies on Celery internals (app/events.py); it is the one that fails the day
+This test relies on Celery internals (app/celery/side_channel.py); it is the one that fails the day
 a Celery upgrade breaks the side channel.
 """
 
@@ -106,7 +106,7 @@ def celery_cli(side_channel_url: str) -> list[str]:
     """``celery -b redis://...`` as an operator would type it; a folder needs its options."""
     if side_channel_url.startswith("redis"):
         return [sys.executable, "-m", "celery", "-b", side_channel_url]
-    return [sys.executable, "-m", "celery", "-A", "app.flower_app"]
+    return [sys.executable, "-m", "celery", "-A", "app.celery.flower"]
 
 
 def test_inspect_ping_answers_over_the_side_channel(
@@ -149,7 +149,7 @@ def test_flower_lists_workers_and_tasks_and_counts_events(pipeline: Pipeline) ->
         lambda: events_total(pipeline) > before + 20, 30, 1, "flower_events_total rising"
     )
     # The queue on SQS stays free of Celery's pidbox and event queues.
-    from app.sqs import client
+    from app.pipeline.sqs import client
 
     names = client(pipeline.settings).list_queues().get("QueueUrls", [])
     assert not [n for n in names if "pidbox" in n or "celeryev" in n], names

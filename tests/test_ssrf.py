@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from app.checks.models import Check
-from app.http_check import run_http_check
-from app.messages import RunRequest
-from app.ssrf import ForbiddenTarget, TargetGuard, classify
+from app.definitions.models import Check
+from app.execution.guard import ForbiddenTarget, TargetGuard, classify
+from app.execution.http.check import run_http_check
+from app.execution.runs import RunRequest
 from tests.conftest import make_settings
 from tests.support.servers import http_target
 

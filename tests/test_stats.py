@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.stats import percentile, run_stats
+from app.ops.stats import percentile, run_stats
 from app.storage.db import sessions
 from tests.support.processes import Synmon
 from tests.support.results import stored_run

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 from sqlalchemy import func, select
 
-from app.checks.loader import load_definitions
-from app.checks.sync import sync
+from app.definitions.loader import load_definitions
+from app.pipeline.sync import sync
 from app.storage.db import sessions
 from app.storage.models import ChannelRow, CheckRow, CheckStateRow
 from tests.conftest import make_settings

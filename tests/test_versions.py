@@ -12,14 +12,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from app.check_cache import CheckCache
-from app.dispatch import run_request_message
-from app.ingest import run_row, store_results
-from app.messages import RunRequest
-from app.sqs import BatchSender, Outgoing, celery_task_body
+from app.execution.runs import RunRequest
+from app.pipeline.check_cache import CheckCache
+from app.pipeline.dispatch import run_request_message
+from app.pipeline.ingest import run_row, store_results
+from app.pipeline.queues import queue_name
+from app.pipeline.sqs import BatchSender, Outgoing, celery_task_body
 from app.storage.db import current_revision, downgrade, engine_for, migrate, sessions
 from app.storage.models import CheckRunRow
-from config.queues import queue_name
 from tests.conftest import make_settings
 from tests.support.databases import database
 from tests.support.pipeline import Pipeline, http_check, running_pipeline

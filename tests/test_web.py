@@ -10,10 +10,10 @@ import pytest
 import requests
 import yaml
 
-from app.checks.loader import load_text
-from app.checks.sync import sync
+from app.definitions.loader import load_text
+from app.pipeline.sync import sync
 from app.storage.db import sessions
-from app.web import StatusApp, serve
+from app.web.wsgi import StatusApp, serve
 from tests.conftest import make_settings
 from tests.support.results import stored_run
 
@@ -107,8 +107,8 @@ def test_a_bad_query_parameter_is_a_400_naming_it(site: str, query: str, paramet
 
 
 def test_each_location_shows_its_own_state(database_url: str) -> None:
-    from app.check_cache import CheckCache
-    from app.ingest import store_results
+    from app.pipeline.check_cache import CheckCache
+    from app.pipeline.ingest import store_results
     from tests.support.results import run_result
 
     settings = make_settings(

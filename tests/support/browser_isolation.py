@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psutil
 
-from app.ssrf import ForbiddenTarget, TargetGuard
+from app.execution.guard import ForbiddenTarget, TargetGuard
 from tests.support.servers import TargetHandler, TargetServer
 
 MDNS_PORT = 5353

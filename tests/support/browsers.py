@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.browser.pool import BrowserHost
+from app.execution.browser.pool import BrowserHost
 from tests.conftest import make_settings
 
 

@@ -106,7 +106,7 @@ def trickling_relay(upstream_port: int, delay: float) -> Iterator[int]:
 
 
 def secret_forms(secret: str) -> dict[str, str]:
-    """``secret`` as services echo it, written out independently of app/redact.py."""
+    """``secret`` as services echo it, written out independently of app/execution/redact.py."""
     basic = base64.b64encode(f"someone-else:{secret}".encode()).decode()
     return {
         "plain": secret,
@@ -207,10 +207,10 @@ def run_http(definition: dict[str, Any], guard: Any = None, **env: str) -> Any:
     import uuid
     from datetime import UTC, datetime
 
-    from app.checks.models import Check
-    from app.http_check import run_http_check
-    from app.messages import RunRequest
-    from app.ssrf import TargetGuard
+    from app.definitions.models import Check
+    from app.execution.guard import TargetGuard
+    from app.execution.http.check import run_http_check
+    from app.execution.runs import RunRequest
     from tests.conftest import make_settings
 
     settings = make_settings(**env)

@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 
-from app.checks.loader import load_definitions
-from app.checks.sync import sync
+from app.definitions.loader import load_definitions
+from app.pipeline.sync import sync
 from app.storage.db import sessions
 from app.storage.models import CheckRow, CheckRunRow
 from config.settings import Settings, load_settings, reset_settings

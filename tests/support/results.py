@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from app.ingest import run_row
-from app.messages import RunResult
+from app.execution.runs import RunResult
+from app.pipeline.ingest import run_row
 from app.storage.models import CheckRunRow
 
 

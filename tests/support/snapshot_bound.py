@@ -11,7 +11,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from app.checks.loader import SQS_MAX_MESSAGE_BYTES
+from app.definitions.loader import SQS_MAX_MESSAGE_BYTES
 
 # Worst cases of what a run request carries besides the snapshot.
 MAX_QUEUE_NAME = 80  # SQS's limit on a queue name
@@ -28,8 +28,9 @@ def snapshot_ceiling() -> int:
     message version this release writes; and within what a worker accepts
     (``MAX_MESSAGE_BYTES``).
     """
-    from app.messages import MAX_MESSAGE_BYTES, RunRequest, run_request_json
-    from app.sqs import celery_task_body
+    from app.execution.runs import RunRequest
+    from app.pipeline.sqs import celery_task_body
+    from app.pipeline.wire import MAX_MESSAGE_BYTES, run_request_json
     from config.celery import RUN_TASKS
     from config.settings import SUPPORTED_MESSAGE_VERSIONS
 

@@ -3,7 +3,7 @@
 # (scheduler and dispatcher), ingest, the status page and Flower.
 locals {
   name                = "${var.queue_prefix}-${var.environment}"
-  queue_visibility    = var.visibility_margin_seconds * 2 # synmon: config/queues.py visibility_timeout
+  queue_visibility    = var.visibility_margin_seconds * 2 # synmon: app/pipeline/queues.py visibility_timeout
   region              = data.aws_region.current.name
   database_url        = "postgresql://synmon:${var.db_password}@${aws_db_instance.synmon.address}:5432/synmon"
   queue_url_prefix    = "https://sqs.{region}.amazonaws.com/${data.aws_caller_identity.current.account_id}/"

@@ -4,7 +4,7 @@ locals {
   name = "${var.queue_prefix}-${var.environment}-run-${var.location}"
   kinds = toset(keys(var.check_timeout_seconds))
   # Longer than the longest check the queue serves, so a live job is never delivered twice
-  # (synmon: config/queues.py visibility_timeout).
+  # (synmon: app/pipeline/queues.py visibility_timeout).
   visibility_timeout_seconds = {
     for kind, timeout in var.check_timeout_seconds : kind => timeout + var.visibility_margin_seconds
   }
