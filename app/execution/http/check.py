@@ -29,7 +29,13 @@ from app.definitions.models import Assertion, Check
 from app.definitions.placeholders import Placeholders, UndefinedVariable
 from app.execution import assertions as engine
 from app.execution.guard import ForbiddenTarget, TargetGuard
-from app.execution.http.transport import GuardedAdapter, Probe, current_probe, days_until, watchdog
+from app.execution.http.transport import (
+    Probe,
+    current_probe,
+    days_until,
+    guarded_session,
+    watchdog,
+)
 from app.execution.origins import same_origin
 from app.execution.outcome import (
     ASSERTION,
@@ -154,11 +160,7 @@ def run_http_check(
     secrets: set[str] = set()
     probe = Probe(guard=guard)
     token = current_probe.set(probe)
-    session = requests.Session()
-    session.trust_env = False  # no proxies or .netrc from the worker's environment
-    adapter = GuardedAdapter(max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    session = guarded_session()
     response: requests.Response | None = None
     try:
         try:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any
 
+import requests
 from cryptography import x509
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -192,6 +193,23 @@ class GuardedAdapter(HTTPAdapter):
             "http": GuardedHTTPPool,
             "https": GuardedHTTPSPool,
         }
+
+
+def guarded_session() -> requests.Session:
+    """A session whose every connection is vetted by the ``Probe`` in ``current_probe``.
+
+    The one way synmon builds a session for a URL it was given (checks and notification
+    endpoints alike). It reads nothing from the process's environment: a proxy there
+    would make the guard vet the proxy instead of the target, and .netrc would add
+    credentials to requests nobody wrote them for. requests' own retries are off: a
+    failed exchange is reported, and the caller decides whether to try again.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    adapter = GuardedAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 class Watchdog:
