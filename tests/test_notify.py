@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.alerts.notify import NotificationSender
+from app.alerts.sender import NotificationSender
 from app.storage.db import sessions
 from app.storage.models import ChannelRow, NotificationRow
 from tests.conftest import make_settings

@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
 
-from app.alerts.notify import NotificationSender, Outcome
+from app.alerts.channels import Notifier
+from app.alerts.sender import NotificationSender, Outcome
 from app.storage.db import sessions
 from app.storage.models import NotificationRow
 from config.settings import Settings
@@ -281,7 +282,7 @@ def test_a_trickling_endpoint_cannot_hold_the_sender(
 ) -> None:
     """Each read of /trickle comes well within the socket timeout; only a bound on the
     whole delivery stops it (1 s here instead of 10, to keep the test short)."""
-    monkeypatch.setattr("app.alerts.notify.TIMEOUT", 1)
+    monkeypatch.setattr(Notifier, "timeout", 1)
     add_channel(database_url, "slow", "webhook", hook_config(hooks, "/trickle"))
     add_channel(database_url, "hook", "webhook", hook_config(hooks))
     slow = add_notification(database_url, "slow", {**PAYLOAD, "run_id": "slow"})
