@@ -15,6 +15,7 @@ from kombu.transport import TRANSPORT_ALIASES
 
 from app.celery.config import celery_config
 from app.pipeline.queues import all_queues
+from config.errors import SynmonError
 from config.settings import Settings, get_settings
 
 log = logging.getLogger("synmon.celery")
@@ -25,8 +26,9 @@ TRANSPORT_ALIASES["sqs"] = "app.celery.transport:Transport"
 TASK_MODULES = ["tasks.http", "tasks.browser", "tasks.dispatch"]
 
 
-class QueuesMissing(RuntimeError):
-    pass
+class QueuesMissing(SynmonError, RuntimeError):
+    """A queue of the environment does not exist, or SQS refused the credentials:
+    permanent, since neither fixes itself; the message says what to do."""
 
 
 def resolve_queue_urls(settings: Settings, attempts: int = 30) -> dict[str, str]:

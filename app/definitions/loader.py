@@ -32,6 +32,7 @@ from yaml.resolver import Resolver
 
 from app.definitions.durations import format_duration
 from app.definitions.models import DEFAULT_MIN_FREQUENCY, Channel, Check
+from config.errors import SynmonError
 from config.settings import Settings
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -72,7 +73,7 @@ class Problem:
         return f"{': '.join(where)}: {self.message}"
 
 
-class DefinitionError(ValueError):
+class DefinitionError(SynmonError, ValueError):
     """Definitions that cannot be applied; ``problems`` lists every one found."""
 
     def __init__(self, problems: list[Problem]) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import re2
 
+from config.errors import SynmonError
+
 # A pattern's compiled program is bounded too: a hostile definition cannot make a
 # worker build a huge automaton.
 _OPTIONS = re2.Options()
@@ -19,7 +21,7 @@ _OPTIONS.max_mem = 8 << 20
 _OPTIONS.log_errors = False
 
 
-class PatternError(ValueError):
+class PatternError(SynmonError, ValueError):
     """A pattern RE2 cannot compile; the message says why."""
 
 

@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.definitions.models import PLACEHOLDER_RE
+from config.errors import SynmonError
 
 
-class UndefinedVariable(LookupError):
+class UndefinedVariable(SynmonError, LookupError):
+    """A placeholder without a value on this worker: permanent until its variable is set."""
+
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(

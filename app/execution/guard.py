@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from config.errors import SynmonError
 from config.settings import AllowedTarget, IPAddress, Settings
 
 METADATA = "cloud metadata"
@@ -124,7 +125,7 @@ def classify(address: IPAddress) -> str | None:
     return found[0] if found else None
 
 
-class ForbiddenTarget(Exception):
+class ForbiddenTarget(SynmonError):
     """The check may not reach this address; nothing was sent to it."""
 
     def __init__(self, host: str, address: str, reason: str) -> None:

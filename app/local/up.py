@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from config.errors import SynmonError
 from config.settings import Settings, load_settings, reset_settings
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ HOW_TO_ENABLE_BROWSERS = (
 )
 
 
-class UpError(RuntimeError):
-    pass
+class UpError(SynmonError, RuntimeError):
+    """``synmon up`` cannot bring the system up; the message says what is missing."""
 
 
 def _free_port() -> int:

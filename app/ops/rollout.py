@@ -35,6 +35,7 @@ import psutil
 
 from app.ops import health
 from app.pipeline.queues import Kind, max_check_seconds, queue_name
+from config.errors import SynmonError
 from config.settings import Settings
 
 # Command lines are quoted in messages up to this length.
@@ -43,8 +44,8 @@ MAX_QUOTED_COMMAND = 200
 log = logging.getLogger("synmon.rollout")
 
 
-class RolloutError(RuntimeError):
-    pass
+class RolloutError(SynmonError, RuntimeError):
+    """The rollout stopped; the message says what was started or stopped so far."""
 
 
 @dataclass

@@ -25,6 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from app.pipeline.queues import QueueSpec, all_queues, queue_region
+from config.errors import RetryableError
 from config.settings import Settings
 
 SEND_BATCH_SIZE = 10
@@ -206,7 +207,7 @@ class Outgoing:
     delay_seconds: int = 0
 
 
-class SendFailed(RuntimeError):
+class SendFailed(RetryableError, RuntimeError):
     """SQS did not take some messages, for a reason that may pass (server fault,
     throttling), or a caller of ``send`` asked that none be refused."""
 

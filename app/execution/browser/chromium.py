@@ -26,6 +26,8 @@ from pathlib import Path
 
 import psutil
 
+from config.errors import RetryableError
+
 log = logging.getLogger("synmon.browser")
 USER_DATA_PREFIX = "synmon-chromium-"
 PR_SET_PDEATHSIG = 1
@@ -115,8 +117,9 @@ PROFILE_PREFERENCES: dict[str, object] = {
 }
 
 
-class BrowserLaunchError(RuntimeError):
-    pass
+class BrowserLaunchError(RetryableError, RuntimeError):
+    """Chromium is missing or did not start: retryable, since the run may be delivered
+    to a worker where it does (or to this one once it is installed)."""
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

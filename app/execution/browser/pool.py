@@ -43,13 +43,14 @@ from app.execution.guard import TargetGuard
 from app.execution.outcome import BROWSER, CONFIG, TIMEOUT, Observation, to_result
 from app.execution.redact import Redactor, redactor_for
 from app.execution.runs import RunRequest, RunResult
+from config.errors import RetryableError
 from config.settings import Settings
 
 log = logging.getLogger("synmon.browser")
 CONTROL_TIMEOUT = 15.0  # opening or closing a context takes well under a second when healthy
 
 
-class BrowserUnavailable(RuntimeError):
+class BrowserUnavailable(RetryableError, RuntimeError):
     """The browser could not be brought up: a job failure, the run is delivered again."""
 
 

@@ -52,6 +52,7 @@ from app.execution.assertions import compare
 from app.execution.browser.proxy import Refusal
 from app.execution.origins import Origin, origin_of
 from app.execution.outcome import ASSERTION, CONFIG, FORBIDDEN, NETWORK, TIMEOUT
+from config.errors import SynmonError
 
 log = logging.getLogger("synmon.browser")
 Result = TypeVar("Result")
@@ -79,7 +80,7 @@ NAVIGATION_TIMINGS_JS = """() => {
 }"""
 
 
-class StepFailed(Exception):  # the step failed; the check records why
+class StepFailed(SynmonError):  # the step failed; the check records why
     def __init__(self, message: str, kind: str = ASSERTION) -> None:
         super().__init__(message)
         self.kind = kind
