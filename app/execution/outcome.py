@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.definitions.models import Check
 from app.execution.redact import redactor_for
-from app.execution.runs import RunRequest, RunResult, Status
+from app.execution.runs import RunRequest, RunResult, Status, result_fields
 from config.settings import Settings
 
 # Why a check failed; retries with ``network_only`` happen for the first two only.
@@ -70,6 +70,29 @@ def decide_status(check: Check, observation: Observation) -> Status:
     return "passed"
 
 
+def _shared(source: type[Any]) -> tuple[str, ...]:
+    """The fields of ``source`` that a ``RunResult`` carries under the same name."""
+    carried = set(result_fields())
+    return tuple(f.name for f in fields(source) if f.name in carried)
+
+
+# What a run observed, and what its request said, goes into its result unchanged.
+OBSERVED = _shared(Observation)
+REQUESTED = _shared(RunRequest)
+
+
+def _result(request: RunRequest, settings: Settings, deliveries: int, **values: Any) -> RunResult:
+    """The result of ``request``: what the request and this worker say, and ``values``."""
+    return RunResult(
+        **{name: getattr(request, name) for name in REQUESTED},
+        deliveries=deliveries,
+        worker_version=settings.release,
+        worker_host=HOST,
+        message_version=settings.message_version,
+        **values,
+    )
+
+
 def to_result(
     check: Check,
     request: RunRequest,
@@ -79,29 +102,15 @@ def to_result(
     secrets: set[str] | None = None,
 ) -> RunResult:
     status = decide_status(check, observation)
-    result = RunResult(
-        run_id=request.run_id,
+    result = _result(
+        request,
+        settings,
+        deliveries,
+        **{name: getattr(observation, name) for name in OBSERVED},
         check_id=check.id,
         kind=check.type,
-        location=request.location,
         status=status,
-        scheduled_at=request.scheduled_at,
-        started_at=observation.started_at,
         finished_at=observation.started_at + timedelta(milliseconds=observation.duration_ms),
-        duration_ms=observation.duration_ms,
-        attempt=request.attempt,
-        root_run_id=request.root_run_id,
-        deliveries=deliveries,
-        timings=observation.timings,
-        assertions=observation.assertions,
-        error=observation.error,
-        error_kind=observation.error_kind,
-        response=observation.response,
-        artifacts=observation.artifacts,
-        worker_version=settings.release,
-        worker_host=HOST,
-        message_version=settings.message_version,
-        trigger=request.trigger,
     )
     return redact_result(result, frozenset([*settings.variables.values(), *(secrets or ())]))
 
@@ -111,25 +120,18 @@ def invalid_definition_result(
 ) -> RunResult:
     """The failed result of a run whose check definition this release cannot run."""
     now = datetime.now(UTC)
-    result = RunResult(
-        run_id=request.run_id,
+    result = _result(
+        request,
+        settings,
+        deliveries,
         check_id=str(request.check.get("id")),
         kind=request.kind,
-        location=request.location,
         status="failed",
-        scheduled_at=request.scheduled_at,
         started_at=now,
         finished_at=now,
         duration_ms=0.0,
-        attempt=request.attempt,
-        root_run_id=request.root_run_id,
-        deliveries=deliveries,
         error=reason,
         error_kind=CONFIG,
-        worker_version=settings.release,
-        worker_host=HOST,
-        message_version=settings.message_version,
-        trigger=request.trigger,
     )
     return redact_result(result, frozenset(settings.variables.values()))
 

@@ -14,16 +14,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.definitions.models import Check
-from app.execution.runs import RunRequest, RunResult
+from app.execution.runs import RunRequest, RunResult, clipped_fields
 from app.ops.metrics import RefusedRun, StoredRun, record_refused, record_stored
 from app.pipeline.check_cache import CheckCache
 from app.pipeline.dispatch import run_request_message, unsent_results
@@ -69,33 +69,25 @@ class StoreReport:
         self.stored.extend(other.stored)
 
 
+def _length(column: str) -> int:
+    kind = CheckRunRow.__table__.c[column].type
+    if not isinstance(kind, String) or kind.length is None:
+        raise TypeError(f"check_runs.{column} is not text of a bounded length: cannot clip it")
+    return kind.length
+
+
+# The clipped fields (see app.execution.runs), each with the length its column holds.
+CLIPPED = {name: _length(name) for name in clipped_fields()}
+
+
 def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
-    return {
-        "run_id": result.run_id,
-        "root_run_id": result.root,
-        "check_id": result.check_id,
-        "location": result.location,
-        "kind": result.kind,
-        "status": result.status,
-        "attempt": result.attempt,
-        "deliveries": result.deliveries,
-        "final": final,
-        "scheduled_at": result.scheduled_at,
-        "started_at": result.started_at,
-        "finished_at": result.finished_at,
-        "duration_ms": result.duration_ms,
-        "timings": result.timings,
-        "assertions": result.assertions,
-        "error": result.error,
-        "error_kind": result.error_kind,
-        "response": result.response,
-        "artifacts": result.artifacts,
-        "worker_version": result.worker_version[:64],
-        "worker_host": result.worker_host[:255],
-        "message_version": result.message_version,
-        "trigger": result.trigger,
-        "ingested_at": now,
-    }
+    """The row of ``check_runs`` that stores ``result``: a column for each of its fields."""
+    row = {f.name: getattr(result, f.name) for f in fields(result)}
+    for name, length in CLIPPED.items():
+        row[name] = row[name][:length]
+    # A row always names its root, so that all attempts of a run share one value to query.
+    row["root_run_id"] = result.root
+    return {**row, "final": final, "ingested_at": now}
 
 
 RUNS = table_of(CheckRunRow)

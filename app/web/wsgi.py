@@ -25,6 +25,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from sqlalchemy import func, select, text
 
 from app.definitions.durations import parse_duration
+from app.execution.runs import result_fields
 from app.pipeline.state import location_states
 from app.pipeline.state_store import stored_location_states
 from app.storage.db import sessions
@@ -35,21 +36,17 @@ from config.settings import Settings
 # range it would not even be a date.
 MAX_WINDOW = timedelta(days=3660)
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-RUN_FIELDS = (
-    "run_id",
-    "check_id",
-    "location",
-    "kind",
-    "status",
-    "attempt",
-    "final",
-    "scheduled_at",
-    "started_at",
-    "duration_ms",
-    "error",
-    "error_kind",
-    "worker_version",
-)
+
+
+def _columns(names: set[str]) -> tuple[str, ...]:
+    """``names`` in the order of check_runs' columns, which the documents follow."""
+    return tuple(c.name for c in CheckRunRow.__table__.columns if c.name in names)
+
+
+# What a listing of runs shows, and what the full view of a run adds: what RunResult says
+# of its fields, and the row's own ``final`` (ingest's decision, not the worker's).
+RUN_FIELDS = _columns({*result_fields("summary"), "final"})
+DETAIL_FIELDS = _columns(set(result_fields("detail")))
 
 
 def json_response(start: StartResponse, document: Any, status: str = "200 OK") -> list[bytes]:
@@ -69,13 +66,7 @@ def html_response(start: StartResponse, body: str, status: str = "200 OK") -> li
 def run_document(row: CheckRunRow, full: bool = False) -> dict[str, Any]:
     document = {name: getattr(row, name) for name in RUN_FIELDS}
     if full:
-        document.update(
-            timings=row.timings,
-            assertions=row.assertions,
-            response=row.response,
-            artifacts=row.artifacts,
-            worker_host=row.worker_host,
-        )
+        document.update({name: getattr(row, name) for name in DETAIL_FIELDS})
     return document
 
 
