@@ -2,4 +2,6 @@
 
 from app.cli import main
 
-main()
+# Guarded so that importing every module (tests/test_packaging.py's probe) does not run it.
+if __name__ == "__main__":
+    main()
