@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -74,11 +74,11 @@ def stats(settings: Settings, since: str, group_by: str, as_json: bool) -> None:
             _states(session, settings, [row.key for row in rows]) if group_by == "check" else {}
         )
 
-    def documents() -> list[dict[str, object]]:
+    def documents() -> list[dict[str, Any]]:
         found = [row.as_dict() for row in rows]
         for document in found:
             if document["key"] in states:
-                document["state"], document["location_states"] = states[str(document["key"])]
+                document["state"], document["location_states"] = states[document["key"]]
         return found
 
     emit(as_json, documents, lambda: _stats_lines(rows, group_by, states))
@@ -189,7 +189,7 @@ def runs(settings: Settings, check_id: str | None, since: str, limit: int, as_js
         rows = session.scalars(query).all()
         states = _states(session, settings, [check_id]) if check_id and not as_json else {}
 
-    def documents() -> list[dict[str, object]]:
+    def documents() -> list[dict[str, Any]]:
         from app.web.wsgi import run_document
 
         return [run_document(r, full=True) for r in rows]
