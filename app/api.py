@@ -14,10 +14,11 @@ from app.pipeline.dispatch import run_request_message
 from app.pipeline.sqs import BatchSender
 from app.storage.db import sessions
 from app.storage.models import CheckRow, CheckRunRow
+from config.errors import SynmonError
 from config.settings import Settings, get_settings
 
 
-class UnknownCheck(LookupError):
+class UnknownCheck(SynmonError, LookupError):
     pass
 
 

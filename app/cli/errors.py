@@ -16,19 +16,6 @@ from config.errors import SynmonError
 from config.settings import ConfigError
 
 
-def _not_yet_synmon_error(exc: Exception) -> bool:
-    """``UnknownCheck`` and ``UnknownQueue`` are expected too, but are still plain
-    ``LookupError`` subclasses (their modules are not the CLI's to edit)."""
-    if not isinstance(exc, LookupError):
-        return False
-    # Imported here, not at the top: each is imported already if it is what was raised,
-    # and ``synmon --help`` should not pay for loading SQLAlchemy and boto.
-    from app.api import UnknownCheck
-    from app.ops.dlq import UnknownQueue
-
-    return isinstance(exc, UnknownCheck | UnknownQueue)
-
-
 def shown(exc: Exception) -> tuple[str, int] | None:
     """The message and exit code the CLI shows for ``exc``; None if it is not expected."""
     if isinstance(exc, click.ClickException):
@@ -36,7 +23,7 @@ def shown(exc: Exception) -> tuple[str, int] | None:
     code = exc.exit_code if isinstance(exc, SynmonError) else 1
     if isinstance(exc, ConfigError):
         return f"Error: configuration: {exc}", code
-    if not (isinstance(exc, SynmonError) or _not_yet_synmon_error(exc)):
+    if not (isinstance(exc, SynmonError)):
         return None
     from app.definitions.loader import DefinitionError
 

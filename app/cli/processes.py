@@ -87,7 +87,7 @@ def ingest(settings: Settings) -> None:
     import socket
     import threading
 
-    from app.alerts.notify import NotificationSender
+    from app.alerts.sender import NotificationSender
     from app.ops.health import Reporter
     from app.ops.metrics import serve_process_metrics
     from app.pipeline.ingest import Ingestor

@@ -11,13 +11,14 @@ from typing import Any
 
 from app.pipeline.queues import DLQ_SUFFIX, all_queues
 from app.pipeline.sqs import SEND_BATCH_SIZE, client_for, queue_urls
+from config.errors import SynmonError
 from config.settings import Settings
 
 PEEK_VISIBILITY = 10  # seconds a listed message stays hidden, so that pages do not repeat
 BODY_EXCERPT = 300
 
 
-class UnknownQueue(LookupError):
+class UnknownQueue(SynmonError, LookupError):
     pass
 
 
