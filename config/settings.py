@@ -1,20 +1,42 @@
-"""Every setting synmon has, read from ``SYNMON_*`` environment variables.
+"""Every setting synmon has, each declared once, read from ``SYNMON_*`` environment variables.
 
 This module is the only place that reads the environment. Everything else receives a
 ``Settings`` object, so a test or a subprocess changes behaviour by changing the
 environment it passes, never by patching modules.
+
+A setting is one field of ``Settings``, declared with ``setting(...)``: its variable, its
+type (the annotation), its default, its bounds and one line of doc. ``load_settings``
+reads every field the same way from that declaration, and ``settings_table()`` (``python
+-m config.settings --markdown-table``) renders the README's configuration table from it,
+so that the three cannot drift apart.
 """
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+import sys
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
+from typing import (
+    Any,
+    Literal,
+    NamedTuple,
+    Protocol,
+    TypeVar,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
+
+from config.errors import SynmonError
 
 Environment = Literal["dev", "test", "prod"]
 ENVIRONMENTS: tuple[Environment, ...] = ("dev", "test", "prod")
@@ -26,10 +48,18 @@ SUPPORTED_MESSAGE_VERSIONS = (1, 2)
 SECRET_PREFIX = "SYNMON_VAR_"  # noqa: S105 - a variable name prefix, not a password
 PUBLIC_PREFIX = "SYNMON_PUBLIC_VAR_"
 _LOCATION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_QUEUE_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A setting has a value synmon cannot use; the message names the variable."""
+class ConfigError(SynmonError):
+    """A setting has a value synmon cannot use; the message names the variable.
+
+    Not a ``ValueError``: the check models read the settings inside their validators,
+    and pydantic would turn a ``ValueError`` into a problem of the check's field.
+    """
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -96,144 +126,168 @@ class AllowedTarget:
         return f"[{host}]:{self.port}" if self.network.version == 6 else f"{host}:{self.port}"
 
 
-def parse_allowed_targets(raw: str) -> tuple[AllowedTarget, ...]:
-    """``SYNMON_ALLOWED_TARGETS`` (comma-separated entries) parsed; ``ConfigError`` if not."""
-    entries = []
-    for part in _as_list(raw):
-        try:
-            entries.append(AllowedTarget.parse(part))
-        except ValueError as exc:
-            raise ConfigError(f"SYNMON_ALLOWED_TARGETS: {exc}") from None
-    return tuple(entries)
+# ---------------------------------------------------------------- parsers
+# Each turns a variable's text into its value or raises ValueError saying why not (the
+# loader puts the variable's name before it), and says what it accepts for the README.
+
+
+class Parser(Protocol):
+    @property
+    def accepts(self) -> str:
+        """What the README's table says the variable accepts."""
+        ...
+
+    def __call__(self, raw: str, /) -> object: ...
+
+
+def _either(words: Iterable[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    items = list(words)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
 @dataclass(frozen=True)
-class Settings:
-    env: Environment = "dev"
-    release: str = ""
-    data_dir: Path = Path(".synmon")
-    database_url: str = ""
-    # SQS: unset endpoint means AWS itself.
-    sqs_endpoint: str | None = None
-    sqs_region: str = "us-east-1"
-    sqs_queue_prefix: str = "synmon"
-    # A URL prefix for queues; "{region}" in it stands for each queue's region.
-    sqs_queue_url_prefix: str | None = None
-    # Run queues in the AWS region named by their location (one Terraform module per
-    # region); results and dispatch queues in sqs_region. Off: every queue in sqs_region.
-    sqs_regional_queues: bool = False
-    sqs_wait_time_seconds: int = 1
-    sqs_polling_interval: float = 0.1
-    # Seconds without any answer from SQS after which a worker or ingest reports
-    # "sqs-unreachable" to ``synmon health``: long polls answer within seconds.
-    sqs_silence: float = 30.0
-    sqs_max_receive_count: int = 3
-    # Seconds added to the longest check a queue serves to make its visibility timeout.
-    sqs_visibility_margin: int = 15
-    locations: tuple[str, ...] = ("local",)
-    events_url: str | None = None
-    allow_private_targets: bool = False
-    allowed_targets: tuple[AllowedTarget, ...] = ()
-    message_version: int = CURRENT_MESSAGE_VERSION
-    artifacts_url: str = ""
-    s3_endpoint: str | None = None
-    # Checks
-    # The shortest frequency a check may have. 10 s, as Checkly; lower for tests.
-    min_frequency: float = 10.0
-    http_max_timeout: float = 30.0
-    browser_max_timeout: float = 240.0
-    max_response_bytes: int = 1024 * 1024
-    # Extra CA certificates (PEM) that TLS verification trusts, for private services.
-    ca_bundle: str | None = None
-    response_excerpt_bytes: int = 2048
-    chromium_path: str = "/usr/bin/chromium"
-    browser_recycle_after: int = 100
-    # Workers
-    http_concurrency: int = 4
-    browser_concurrency: int = 2
-    dispatch_interval: float = 0.5
-    dispatch_batch_size: int = 1000
-    ingest_batch_size: int = 500
-    # Operations
-    log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
-    flower_address: str = "127.0.0.1"
-    flower_port: int = 5555
-    flower_basic_auth: str | None = None
-    flower_auth_disabled: bool = False
-    web_address: str = "127.0.0.1"
-    web_port: int = 8080
-    metrics_port: int | None = None
-    # Shared folder for the metrics of several processes on one machine (synmon up).
-    metrics_dir: Path | None = None
-    smtp_url: str = "smtp://127.0.0.1:25"
-    email_from: str = "synmon@localhost"
-    # Values for {{NAME}} placeholders. From SYNMON_VAR_NAME: secrets, redacted from every
-    # result and log line. From SYNMON_PUBLIC_VAR_NAME: plain values, shown as they are.
-    variables: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
-    public_variables: Mapping[str, str] = field(default_factory=dict, hash=False)
+class Flag:
+    accepts: str = "`true` or `false`"
+
+    def __call__(self, raw: str) -> bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"expected true or false, not {raw!r}")
+
+
+@dataclass(frozen=True)
+class Number:
+    kind: type[int] | type[float]
+    low: float
+    high: float
 
     @property
-    def sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+    def accepts(self) -> str:
+        return (
+            f"{self.low:g} to {self.high:g}" if self.kind is float else f"{self.low} to {self.high}"
+        )
 
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
-
-
-# Per-environment defaults, applied before the environment variables.
-_ENVIRONMENT_DEFAULTS: dict[Environment, dict[str, object]] = {
-    "dev": {"log_format": "text", "allow_private_targets": False},
-    "test": {"log_format": "json"},
-    "prod": {"log_format": "json", "log_level": "INFO"},
-}
-
-
-def _as_bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"{name}={raw!r}: expected true or false")
+    def __call__(self, raw: str) -> float:
+        what = "a whole number" if self.kind is int else "a number"
+        try:
+            value = self.kind(raw)
+        except ValueError:
+            value = None
+        # ``not low <= value <= high`` also refuses NaN.
+        if value is None or not self.low <= value <= self.high:
+            raise ValueError(f"expected {what} from {self.accepts}, not {raw!r}")
+        return value
 
 
-def _as_int(name: str, raw: str, minimum: int, maximum: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
-    return value
+@dataclass(frozen=True)
+class OneOf:
+    choices: tuple[str, ...]
+    upper: bool = False  # accepted in any case, kept upper-case (log levels)
+
+    @property
+    def accepts(self) -> str:
+        return _either(f"`{choice}`" for choice in self.choices)
+
+    def __call__(self, raw: str) -> str:
+        value = raw.upper() if self.upper else raw
+        if value not in self.choices:
+            raise ValueError(f"expected {_either(self.choices)}, not {raw!r}")
+        return value
 
 
-def _as_float(name: str, raw: str, minimum: float, maximum: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number") from None
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"{name}={value}: must be between {minimum} and {maximum}")
-    return value
+@dataclass(frozen=True)
+class Text:
+    kind: Callable[[str], object] = str
+    accepts: str = "text"
+
+    def __call__(self, raw: str) -> object:
+        return self.kind(raw)
+
+
+@dataclass(frozen=True)
+class Url:
+    schemes: tuple[str, ...]
+    # A prefix that names are appended to: written back with exactly one trailing "/".
+    prefix: bool = False
+
+    @property
+    def accepts(self) -> str:
+        return _either(f"`{scheme}://`" for scheme in self.schemes) + " URL"
+
+    def __call__(self, raw: str) -> str:
+        scheme = raw.split("://", 1)[0] if "://" in raw else ""
+        if scheme not in self.schemes:
+            # The scheme only: the rest of a URL may hold a password.
+            got = f"{scheme}://" if scheme else "one without a scheme"
+            raise ValueError(
+                f"expected a URL starting with {_either(s + '://' for s in self.schemes)}, "
+                f"not {got}"
+            )
+        return raw.rstrip("/") + "/" if self.prefix else raw
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The parser of one setting with rules of its own."""
+
+    accepts: str
+    parse: Callable[[str], object]
+
+    def __call__(self, raw: str) -> object:
+        return self.parse(raw)
 
 
 def _as_list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _as_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
-    scheme = raw.split("://", 1)[0] if "://" in raw else ""
-    if scheme not in schemes:
-        raise ConfigError(f"{name}={raw!r}: expected a URL starting with one of {schemes}")
+def _locations(raw: str) -> tuple[str, ...]:
+    locations = _as_list(raw)
+    if not locations:
+        raise ValueError("name at least one location")
+    for location in locations:
+        if not _LOCATION_RE.match(location):
+            raise ValueError(
+                f"{location!r} is not a valid location "
+                "(lower-case letters, digits and '-', as in eu-west-1)"
+            )
+    return locations
+
+
+def _allowed_targets(raw: str) -> tuple[AllowedTarget, ...]:
+    return tuple(AllowedTarget.parse(part) for part in _as_list(raw))
+
+
+def _queue_prefix(raw: str) -> str:
+    if not _QUEUE_PREFIX_RE.fullmatch(raw):
+        raise ValueError(f"{raw!r}: lower-case letters, digits and '-' only, at most 31")
     return raw
 
 
+_DATABASE_SCHEMES = Url(("sqlite", "postgresql", "postgresql+psycopg2"))
+
+
 def _database_url(raw: str) -> str:
-    url = _as_url("SYNMON_DATABASE_URL", raw, ("sqlite", "postgresql", "postgresql+psycopg2"))
+    url = _DATABASE_SCHEMES(raw)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg2://" + url[len("postgresql://") :]
     return url
+
+
+def _existing_file(raw: str) -> str:
+    if not Path(raw).is_file():
+        raise ValueError(f"{raw!r}: no such file")
+    return raw
+
+
+def _user_password(raw: str) -> str:
+    if ":" not in raw:
+        raise ValueError("expected USER:PASSWORD")  # not echoed: it is a password
+    return raw
 
 
 def _package_version() -> str:
@@ -245,175 +299,465 @@ def _package_version() -> str:
         return "unknown"
 
 
+# ---------------------------------------------------------------- declarations
+
+Derived = Callable[[Mapping[str, Any]], object]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one field of ``Settings`` is read: the metadata ``setting(...)`` attaches."""
+
+    var: str  # the variable; for a mapping, the prefix of a family of variables
+    doc: str  # one line, the README's "meaning"
+    low: float | None = None  # bounds of a number, inclusive
+    high: float | None = None
+    parse: Parser | None = None  # when the type's own parser does not do
+    blank_unset: bool = False  # an empty value counts as unset
+    derive: Derived | None = None  # the default, from the settings declared before
+    shown: str = ""  # the default as the README shows it, when derived
+
+
+def setting(
+    var: str,
+    default: T,
+    doc: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    parse: Parser | None = None,
+    blank_unset: bool = False,
+    derive: Derived | None = None,
+    shown: str = "",
+    secret: bool = False,
+) -> T:
+    """Declare one setting: a dataclass field carrying its ``Setting``.
+
+    ``secret`` keeps the value out of ``repr``; a mapping (a family of variables) is
+    kept out of the hash, which it could not take part in.
+    """
+    meta = {"setting": Setting(var, doc, low, high, parse, blank_unset, derive, shown)}
+    if isinstance(default, dict):
+        # A mutable default needs a factory; the cast says it still stands for ``T``.
+        return cast(T, field(default_factory=dict, metadata=meta, repr=not secret, hash=False))
+    return field(default=default, metadata=meta, repr=not secret)
+
+
+def _data_dir_url(scheme: str, name: str) -> Derived:
+    return lambda values: f"{scheme}{values['data_dir'] / name}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, each declared once with ``setting(variable, default, doc, ...)``;
+    the annotation is its type, which picks its parser unless it declares one."""
+
+    env: Environment = setting(  # noqa: RUF009 - setting() returns a field()
+        "SYNMON_ENV", "dev", "part of every queue name; `prod` requires Postgres"
+    )
+    release: str = setting(
+        "SYNMON_RELEASE",
+        "",
+        "the worker version recorded on each result",
+        blank_unset=True,
+        derive=lambda _: _package_version(),
+        shown="the package's version",
+    )
+    data_dir: Path = setting(  # noqa: RUF009 - setting() returns a field()
+        "SYNMON_DATA_DIR", Path(".synmon"), "SQLite file, artifacts, logs of `synmon up`"
+    )
+    database_url: str = setting(
+        "SYNMON_DATABASE_URL",
+        "",
+        "the database; Postgres in production",
+        parse=Rule(_DATABASE_SCHEMES.accepts, _database_url),
+        derive=_data_dir_url("sqlite:///", "synmon.db"),
+        shown="`sqlite:///$SYNMON_DATA_DIR/synmon.db`",
+    )
+    sqs_endpoint: str | None = setting(
+        "SYNMON_SQS_ENDPOINT",
+        None,
+        "an SQS-compatible endpoint, e.g. `http://127.0.0.1:4566`; unset: AWS itself",
+        parse=Url(("http", "https")),
+        blank_unset=True,
+    )
+    sqs_region: str = setting(
+        "SYNMON_SQS_REGION",
+        "us-east-1",
+        "the AWS region of the results and dispatch queues (and of S3)",
+    )
+    sqs_queue_prefix: str = setting(
+        "SYNMON_SQS_QUEUE_PREFIX",
+        "synmon",
+        "queues are `<prefix>-<env>-run-<location>-<kind>`, `<prefix>-<env>-results`, "
+        "`<prefix>-<env>-dispatch`, each with `-dlq`",
+        parse=Rule("lower-case letters, digits and `-`, at most 31", _queue_prefix),
+    )
+    sqs_queue_url_prefix: str | None = setting(
+        "SYNMON_SQS_QUEUE_URL_PREFIX",
+        None,
+        "queue URLs without asking SQS (production); `{region}` stands for each queue's region",
+        parse=Url(("http", "https"), prefix=True),
+        blank_unset=True,
+    )
+    sqs_regional_queues: bool = setting(
+        "SYNMON_SQS_REGIONAL_QUEUES",
+        False,
+        "run queues live in the AWS region named by their location (the Terraform sets it); "
+        "the others in `SYNMON_SQS_REGION`",
+    )
+    sqs_wait_time_seconds: int = setting(
+        "SYNMON_SQS_WAIT_TIME_SECONDS",
+        1,
+        "seconds a receive waits for a message (long polling suited to checks)",
+        low=0,
+        high=20,
+    )
+    sqs_polling_interval: float = setting(
+        "SYNMON_SQS_POLLING_INTERVAL",
+        0.1,
+        "seconds between two receives from an empty queue",
+        low=0.0,
+        high=60.0,
+    )
+    sqs_silence: float = setting(
+        "SYNMON_SQS_SILENCE",
+        30.0,
+        "seconds without an answer from SQS after which a worker or ingest reports itself "
+        "not ready to `synmon health`",
+        low=1.0,
+        high=3600.0,
+    )
+    sqs_max_receive_count: int = setting(
+        "SYNMON_SQS_MAX_RECEIVE_COUNT",
+        3,
+        "deliveries before a message goes to its queue's DLQ (results: at least 5)",
+        low=1,
+        high=1000,
+    )
+    sqs_visibility_margin: int = setting(
+        "SYNMON_SQS_VISIBILITY_MARGIN",
+        15,
+        "seconds added to the longest check a queue serves to make its visibility timeout",
+        low=1,
+        high=3600,
+    )
+    locations: tuple[str, ...] = setting(
+        "SYNMON_LOCATIONS",
+        ("local",),
+        "the locations this installation runs, e.g. `eu-west-1,us-east-1`",
+        parse=Rule("comma-separated names: lower-case letters, digits and `-`", _locations),
+    )
+    events_url: str | None = setting(
+        "SYNMON_EVENTS_URL",
+        None,
+        "side channel for Celery events and Flower, e.g. `redis://...` or `filesystem:///folder`",
+        parse=Url(("redis", "rediss", "filesystem")),
+        blank_unset=True,
+    )
+    allow_private_targets: bool = setting(
+        "SYNMON_ALLOW_PRIVATE_TARGETS",
+        False,
+        "let checks reach private, loopback and link-local addresses (never metadata)",
+    )
+    allowed_targets: tuple[AllowedTarget, ...] = setting(
+        "SYNMON_ALLOWED_TARGETS",
+        (),
+        "addresses checks may reach anyway; names are refused; a metadata address opens "
+        "only when an entry names it",
+        parse=Rule(
+            "comma-separated IP, CIDR, `IP:PORT`, `CIDR:PORT` or `[IPv6]:PORT` entries",
+            _allowed_targets,
+        ),
+    )
+    message_version: int = setting(
+        "SYNMON_MESSAGE_VERSION",
+        CURRENT_MESSAGE_VERSION,
+        "the message version producers write (consumers read it and the one before)",
+        low=min(SUPPORTED_MESSAGE_VERSIONS),
+        high=CURRENT_MESSAGE_VERSION,
+    )
+    artifacts_url: str = setting(
+        "SYNMON_ARTIFACTS_URL",
+        "",
+        "where screenshots are stored (`SYNMON_S3_ENDPOINT` for S3-compatible stores)",
+        parse=Rule("`file://PATH` or `s3://BUCKET/PREFIX`", Url(("file", "s3"))),
+        derive=_data_dir_url("file://", "artifacts"),
+        shown="`file://$SYNMON_DATA_DIR/artifacts`",
+    )
+    s3_endpoint: str | None = setting(
+        "SYNMON_S3_ENDPOINT",
+        None,
+        "an S3-compatible endpoint for `s3://` artifacts; unset: AWS itself",
+        parse=Url(("http", "https")),
+        blank_unset=True,
+    )
+    # Checks
+    min_frequency: float = setting(
+        "SYNMON_MIN_FREQUENCY",
+        10.0,
+        "shortest check frequency, in seconds, that `synmon sync` accepts (10 s, as Checkly)",
+        low=1.0,
+        high=3600.0,
+    )
+    http_max_timeout: float = setting(
+        "SYNMON_HTTP_MAX_TIMEOUT",
+        30.0,
+        "longest timeout, in seconds, an HTTP check may have",
+        low=1.0,
+        high=900.0,
+    )
+    browser_max_timeout: float = setting(
+        "SYNMON_BROWSER_MAX_TIMEOUT",
+        240.0,
+        "longest timeout, in seconds, a browser check may have",
+        low=1.0,
+        high=900.0,
+    )
+    max_response_bytes: int = setting(
+        "SYNMON_MAX_RESPONSE_BYTES",
+        1024 * 1024,
+        "bytes of a response body read for assertions",
+        low=1024,
+        high=64 * 1024 * 1024,
+    )
+    ca_bundle: str | None = setting(
+        "SYNMON_CA_BUNDLE",
+        None,
+        "extra CA certificates that TLS verification trusts, for private services",
+        parse=Rule("an existing PEM file", _existing_file),
+        blank_unset=True,
+    )
+    response_excerpt_bytes: int = setting(
+        "SYNMON_RESPONSE_EXCERPT_BYTES",
+        2048,
+        "bytes of the response body stored with a result",
+        low=0,
+        high=64 * 1024,
+    )
+    chromium_path: str = setting(
+        "SYNMON_CHROMIUM_PATH",
+        "/usr/bin/chromium",
+        "the Chromium browser workers launch; `synmon up` also looks for `chromium` on PATH "
+        "when this is unset",
+    )
+    browser_recycle_after: int = setting(
+        "SYNMON_BROWSER_RECYCLE_AFTER",
+        100,
+        "runs before a Chromium is replaced",
+        low=1,
+        high=1_000_000,
+    )
+    # Workers
+    http_concurrency: int = setting(
+        "SYNMON_HTTP_CONCURRENCY", 4, "processes per HTTP worker", low=1, high=512
+    )
+    browser_concurrency: int = setting(
+        "SYNMON_BROWSER_CONCURRENCY", 2, "processes per browser worker", low=1, high=64
+    )
+    dispatch_interval: float = setting(
+        "SYNMON_DISPATCH_INTERVAL", 0.5, "seconds between two dispatcher ticks", low=0.1, high=60.0
+    )
+    dispatch_batch_size: int = setting(
+        "SYNMON_DISPATCH_BATCH_SIZE",
+        1000,
+        "checks per dispatcher transaction",
+        low=1,
+        high=100_000,
+    )
+    ingest_batch_size: int = setting(
+        "SYNMON_INGEST_BATCH_SIZE", 500, "results per ingest transaction", low=1, high=10_000
+    )
+    # Operations
+    log_level: str = setting(
+        "SYNMON_LOG_LEVEL",
+        "INFO",
+        "the lowest level logged (in any case)",
+        parse=OneOf(LOG_LEVELS, upper=True),
+    )
+    log_format: Literal["json", "text"] = setting(
+        "SYNMON_LOG_FORMAT",
+        "json",
+        "log lines as JSON objects or as text",
+        derive=lambda values: "text" if values["env"] == "dev" else "json",
+        shown="`text` in dev, `json` otherwise",
+    )
+    flower_address: str = setting(
+        "SYNMON_FLOWER_ADDRESS", "127.0.0.1", "the address Flower listens on"
+    )
+    flower_port: int = setting(
+        "SYNMON_FLOWER_PORT", 5555, "the port Flower listens on", low=1, high=65535
+    )
+    flower_basic_auth: str | None = setting(
+        "SYNMON_FLOWER_BASIC_AUTH",
+        None,
+        "Flower's login; `synmon flower` refuses to start without one unless "
+        "`SYNMON_FLOWER_AUTH_DISABLED`",
+        parse=Rule("`USER:PASSWORD`", _user_password),
+        blank_unset=True,
+        secret=True,
+    )
+    flower_auth_disabled: bool = setting(
+        "SYNMON_FLOWER_AUTH_DISABLED", False, "run Flower without a login (a trusted network)"
+    )
+    web_address: str = setting(
+        "SYNMON_WEB_ADDRESS", "127.0.0.1", "the address the status page listens on"
+    )
+    web_port: int = setting(
+        "SYNMON_WEB_PORT", 8080, "the port the status page listens on", low=0, high=65535
+    )
+    metrics_port: int | None = setting(
+        "SYNMON_METRICS_PORT",
+        None,
+        "the port ingest and the dispatcher expose their metrics on",
+        low=0,
+        high=65535,
+    )
+    metrics_dir: Path | None = setting(  # noqa: RUF009 - setting() returns a field()
+        "SYNMON_METRICS_DIR",
+        None,
+        "a folder shared by the metrics of several processes on one machine (`synmon up`)",
+        blank_unset=True,
+    )
+    smtp_url: str = setting(
+        "SYNMON_SMTP_URL",
+        "smtp://127.0.0.1:25",
+        "the mail server of the email channel",
+        parse=Url(("smtp", "smtps")),
+        blank_unset=True,
+    )
+    email_from: str = setting(
+        "SYNMON_EMAIL_FROM", "synmon@localhost", "the sender of the email channel's messages"
+    )
+    # Values for {{NAME}} placeholders: the secret ones are redacted from every result and
+    # log line, the public ones shown as they are.
+    variables: Mapping[str, str] = setting(
+        SECRET_PREFIX,
+        {},
+        "the value of the `{{NAME}}` placeholder, a secret: redacted from results and logs",
+        secret=True,
+    )
+    public_variables: Mapping[str, str] = setting(
+        PUBLIC_PREFIX,
+        {},
+        "the value of the `{{NAME}}` placeholder, shown as it is",
+    )
+
+    @property
+    def sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+class Declared(NamedTuple):
+    """One setting as the loader and the table use it, with its parser resolved."""
+
+    attr: str
+    setting: Setting
+    parser: Parser | None  # None: a family of variables (a mapping)
+    default: object
+
+
+def _parser(hint: Any, spec: Setting) -> Parser | None:
+    """The declared parser, or the one the field's type picks; None for a family."""
+    if get_origin(hint) in (Union, types.UnionType):  # ``X | None``: None is the default
+        (hint,) = (arg for arg in get_args(hint) if arg is not type(None))
+    if spec.parse is not None:
+        return spec.parse
+    if get_origin(hint) is Mapping:
+        return None
+    if get_origin(hint) is Literal:
+        return OneOf(get_args(hint))
+    if hint is bool:
+        return Flag()
+    if hint in (int, float):
+        if spec.low is None or spec.high is None:
+            raise TypeError(f"{spec.var}: a number needs its bounds (low=, high=)")
+        return Number(hint, spec.low, spec.high)
+    if hint is Path:
+        return Text(Path, "a path")
+    if hint is str:
+        return Text()
+    raise TypeError(f"{spec.var}: no parser for {hint}; declare one (parse=)")
+
+
+def _declared() -> tuple[Declared, ...]:
+    hints = get_type_hints(Settings)
+    declared = []
+    for item in fields(Settings):
+        spec: Setting = item.metadata["setting"]
+        if spec.derive is not None and not spec.shown:
+            raise TypeError(f"{spec.var}: a derived default needs its README text (shown=)")
+        default = item.default if item.default is not MISSING else {}
+        declared.append(Declared(item.name, spec, _parser(hints[item.name], spec), default))
+    return tuple(declared)
+
+
+DECLARED = _declared()
+_VARIABLES = {item.attr: item.setting.var for item in DECLARED}
+
+
+def variable(attr: str) -> str:
+    """The variable that sets ``attr``: ``variable("locations") == "SYNMON_LOCATIONS"``."""
+    return _VARIABLES[attr]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _family(prefix: str, environ: Mapping[str, str]) -> dict[str, str]:
+    return {
+        name[len(prefix) :]: value
+        for name, value in environ.items()
+        if name.startswith(prefix) and len(name) > len(prefix)
+    }
+
+
+def _read(item: Declared, environ: Mapping[str, str], values: Mapping[str, Any]) -> object:
+    spec = item.setting
+    if item.parser is None:
+        return _family(spec.var, environ)
+    raw = environ.get(spec.var)
+    if raw is None or (spec.blank_unset and not raw):
+        return spec.derive(values) if spec.derive is not None else item.default
+    try:
+        return item.parser(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{spec.var}: {exc}") from None
+
+
+def _check_together(values: Mapping[str, Any]) -> None:
+    """The rules that span settings, each naming the variable to change."""
+    if values["sqs_regional_queues"] and values["sqs_endpoint"] is not None:
+        raise ConfigError(
+            f"{variable('sqs_regional_queues')}: a single endpoint has a single region"
+        )
+    if values["env"] == "prod" and values["database_url"].startswith("sqlite"):
+        raise ConfigError(
+            f"{variable('database_url')}: {variable('env')}=prod needs Postgres, not SQLite"
+        )
+    both = set(values["variables"]) & set(values["public_variables"])
+    if both:
+        raise ConfigError(
+            f"{SECRET_PREFIX}{min(both)} and {PUBLIC_PREFIX}{min(both)} are both set: "
+            "a placeholder is either secret or public"
+        )
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from ``environ`` (default: the process environment).
 
     Raises ``ConfigError`` naming the variable at fault.
     """
     env_vars = dict(os.environ if environ is None else environ)
-    get = env_vars.get
-
-    env_name = get("SYNMON_ENV", "dev")
-    if env_name not in ENVIRONMENTS:
-        raise ConfigError(f"SYNMON_ENV={env_name!r}: expected one of {', '.join(ENVIRONMENTS)}")
-    values: dict[str, object] = {"env": env_name, **_ENVIRONMENT_DEFAULTS[env_name]}
-
-    data_dir = Path(get("SYNMON_DATA_DIR", ".synmon"))
-    values["data_dir"] = data_dir
-    values["database_url"] = _database_url(
-        get("SYNMON_DATABASE_URL", f"sqlite:///{data_dir / 'synmon.db'}")
-    )
-    artifacts_url = get("SYNMON_ARTIFACTS_URL", f"file://{data_dir / 'artifacts'}")
-    if not artifacts_url.startswith(("file://", "s3://")):
-        raise ConfigError(
-            f"SYNMON_ARTIFACTS_URL={artifacts_url!r}: expected file://PATH or s3://BUCKET/PREFIX"
-        )
-    values["artifacts_url"] = artifacts_url
-
-    values["release"] = get("SYNMON_RELEASE") or _package_version()
-
-    strings = {
-        "SYNMON_SQS_REGION": "sqs_region",
-        "SYNMON_SQS_QUEUE_PREFIX": "sqs_queue_prefix",
-        "SYNMON_CHROMIUM_PATH": "chromium_path",
-        "SYNMON_FLOWER_ADDRESS": "flower_address",
-        "SYNMON_WEB_ADDRESS": "web_address",
-        "SYNMON_EMAIL_FROM": "email_from",
-    }
-    for var, attr in strings.items():
-        if var in env_vars:
-            values[attr] = env_vars[var]
-
-    if get("SYNMON_SQS_ENDPOINT"):
-        values["sqs_endpoint"] = _as_url(
-            "SYNMON_SQS_ENDPOINT", env_vars["SYNMON_SQS_ENDPOINT"], ("http", "https")
-        )
-    if get("SYNMON_SQS_QUEUE_URL_PREFIX"):
-        values["sqs_queue_url_prefix"] = (
-            _as_url(
-                "SYNMON_SQS_QUEUE_URL_PREFIX",
-                env_vars["SYNMON_SQS_QUEUE_URL_PREFIX"],
-                ("http", "https"),
-            ).rstrip("/")
-            + "/"
-        )
-    if get("SYNMON_S3_ENDPOINT"):
-        values["s3_endpoint"] = _as_url(
-            "SYNMON_S3_ENDPOINT", env_vars["SYNMON_S3_ENDPOINT"], ("http", "https")
-        )
-    if get("SYNMON_METRICS_DIR"):
-        values["metrics_dir"] = Path(env_vars["SYNMON_METRICS_DIR"])
-    if get("SYNMON_CA_BUNDLE"):
-        bundle = env_vars["SYNMON_CA_BUNDLE"]
-        if not Path(bundle).is_file():
-            raise ConfigError(f"SYNMON_CA_BUNDLE={bundle!r}: no such file")
-        values["ca_bundle"] = bundle
-    if get("SYNMON_EVENTS_URL"):
-        values["events_url"] = _as_url(
-            "SYNMON_EVENTS_URL", env_vars["SYNMON_EVENTS_URL"], ("redis", "rediss", "filesystem")
-        )
-    if get("SYNMON_SMTP_URL"):
-        values["smtp_url"] = _as_url(
-            "SYNMON_SMTP_URL", env_vars["SYNMON_SMTP_URL"], ("smtp", "smtps")
-        )
-    if get("SYNMON_FLOWER_BASIC_AUTH"):
-        auth = env_vars["SYNMON_FLOWER_BASIC_AUTH"]
-        if ":" not in auth:
-            raise ConfigError("SYNMON_FLOWER_BASIC_AUTH: expected USER:PASSWORD")
-        values["flower_basic_auth"] = auth
-
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", str(values.get("sqs_queue_prefix", "synmon"))):
-        raise ConfigError("SYNMON_SQS_QUEUE_PREFIX: lower-case letters, digits and '-' only")
-
-    if "SYNMON_LOCATIONS" in env_vars:
-        locations = _as_list(env_vars["SYNMON_LOCATIONS"])
-        if not locations:
-            raise ConfigError("SYNMON_LOCATIONS: name at least one location")
-        for location in locations:
-            if not _LOCATION_RE.match(location):
-                raise ConfigError(
-                    f"SYNMON_LOCATIONS: {location!r} is not a valid location "
-                    "(lower-case letters, digits and '-', as in eu-west-1)"
-                )
-        values["locations"] = locations
-    if "SYNMON_ALLOWED_TARGETS" in env_vars:
-        values["allowed_targets"] = parse_allowed_targets(env_vars["SYNMON_ALLOWED_TARGETS"])
-
-    booleans = {
-        "SYNMON_ALLOW_PRIVATE_TARGETS": "allow_private_targets",
-        "SYNMON_FLOWER_AUTH_DISABLED": "flower_auth_disabled",
-        "SYNMON_SQS_REGIONAL_QUEUES": "sqs_regional_queues",
-    }
-    for var, attr in booleans.items():
-        if var in env_vars:
-            values[attr] = _as_bool(var, env_vars[var])
-
-    integers = {
-        "SYNMON_SQS_WAIT_TIME_SECONDS": ("sqs_wait_time_seconds", 0, 20),
-        "SYNMON_SQS_MAX_RECEIVE_COUNT": ("sqs_max_receive_count", 1, 1000),
-        "SYNMON_SQS_VISIBILITY_MARGIN": ("sqs_visibility_margin", 1, 3600),
-        "SYNMON_MESSAGE_VERSION": ("message_version", 1, CURRENT_MESSAGE_VERSION),
-        "SYNMON_MAX_RESPONSE_BYTES": ("max_response_bytes", 1024, 64 * 1024 * 1024),
-        "SYNMON_RESPONSE_EXCERPT_BYTES": ("response_excerpt_bytes", 0, 64 * 1024),
-        "SYNMON_BROWSER_RECYCLE_AFTER": ("browser_recycle_after", 1, 1_000_000),
-        "SYNMON_HTTP_CONCURRENCY": ("http_concurrency", 1, 512),
-        "SYNMON_BROWSER_CONCURRENCY": ("browser_concurrency", 1, 64),
-        "SYNMON_DISPATCH_BATCH_SIZE": ("dispatch_batch_size", 1, 100_000),
-        "SYNMON_INGEST_BATCH_SIZE": ("ingest_batch_size", 1, 10_000),
-        "SYNMON_FLOWER_PORT": ("flower_port", 1, 65535),
-        "SYNMON_WEB_PORT": ("web_port", 0, 65535),
-        "SYNMON_METRICS_PORT": ("metrics_port", 0, 65535),
-    }
-    for var, (attr, low, high) in integers.items():
-        if var in env_vars:
-            values[attr] = _as_int(var, env_vars[var], low, high)
-
-    floats = {
-        "SYNMON_SQS_POLLING_INTERVAL": ("sqs_polling_interval", 0.0, 60.0),
-        "SYNMON_SQS_SILENCE": ("sqs_silence", 1.0, 3600.0),
-        "SYNMON_HTTP_MAX_TIMEOUT": ("http_max_timeout", 1.0, 900.0),
-        "SYNMON_BROWSER_MAX_TIMEOUT": ("browser_max_timeout", 1.0, 900.0),
-        "SYNMON_DISPATCH_INTERVAL": ("dispatch_interval", 0.1, 60.0),
-        "SYNMON_MIN_FREQUENCY": ("min_frequency", 1.0, 3600.0),
-    }
-    for var, (attr, lowf, highf) in floats.items():
-        if var in env_vars:
-            values[attr] = _as_float(var, env_vars[var], lowf, highf)
-
-    level = get("SYNMON_LOG_LEVEL")
-    if level is not None:
-        if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"SYNMON_LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING or ERROR")
-        values["log_level"] = level.upper()
-    log_format = get("SYNMON_LOG_FORMAT")
-    if log_format is not None:
-        if log_format not in ("json", "text"):
-            raise ConfigError(f"SYNMON_LOG_FORMAT={log_format!r}: expected json or text")
-        values["log_format"] = log_format
-
-    if values.get("sqs_regional_queues") and get("SYNMON_SQS_ENDPOINT"):
-        raise ConfigError("SYNMON_SQS_REGIONAL_QUEUES: a single endpoint has a single region")
-    if values["env"] == "prod" and str(values["database_url"]).startswith("sqlite"):
-        raise ConfigError("SYNMON_DATABASE_URL: SYNMON_ENV=prod needs Postgres, not SQLite")
-
-    values["variables"] = {
-        name[len(SECRET_PREFIX) :]: value
-        for name, value in env_vars.items()
-        if name.startswith(SECRET_PREFIX) and len(name) > len(SECRET_PREFIX)
-    }
-    values["public_variables"] = {
-        name[len(PUBLIC_PREFIX) :]: value
-        for name, value in env_vars.items()
-        if name.startswith(PUBLIC_PREFIX) and len(name) > len(PUBLIC_PREFIX)
-    }
-    both = set(values["variables"]) & set(values["public_variables"])  # type: ignore[call-overload]
-    if both:
-        raise ConfigError(
-            f"{SECRET_PREFIX}{min(both)} and {PUBLIC_PREFIX}{min(both)} are both set: "
-            "a placeholder is either secret or public"
-        )
-    known = {f.name for f in fields(Settings)}
-    return Settings(**{k: v for k, v in values.items() if k in known})  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    # In declaration order: a derived default reads the settings declared before it.
+    for item in DECLARED:
+        values[item.attr] = _read(item, env_vars, values)
+    _check_together(values)
+    return Settings(**values)
 
 
 _cached: Settings | None = None
@@ -431,3 +775,53 @@ def reset_settings() -> None:
     """Forget the cached settings (tests and ``synmon up`` change the environment)."""
     global _cached  # noqa: PLW0603
     _cached = None
+
+
+# ---------------------------------------------------------------- the README's table
+
+
+def _shown_default(item: Declared) -> str:
+    value = item.default
+    if item.setting.shown:
+        return item.setting.shown
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    if isinstance(value, Mapping):
+        return "none"
+    if isinstance(value, tuple):
+        value = ",".join(map(str, value))
+    return f"`{value}`" if value != "" else "empty"
+
+
+def settings_table() -> str:
+    """The README's configuration table: one row per setting, from its declaration."""
+    rows = ["| variable | default | accepts | meaning |", "|---|---|---|---|"]
+    for item in DECLARED:
+        name = f"{item.setting.var}<NAME>" if item.parser is None else item.setting.var
+        accepts = "text" if item.parser is None else item.parser.accepts
+        cells = (f"`{name}`", _shown_default(item), accepts, item.setting.doc)
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m config.settings", description="synmon's settings, as declared"
+    )
+    parser.add_argument(
+        "--markdown-table",
+        action="store_true",
+        required=True,
+        help="print the README's configuration table",
+    )
+    parser.parse_args(argv)
+    sys.stdout.write(settings_table())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -215,3 +215,93 @@ def test_a_bad_allowed_target_stops_every_command_at_start(args: list[str], tmp_
         in result.stderr
     ), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_configuration_error_is_a_permanent_synmon_error() -> None:
+    from config.errors import SynmonError
+
+    assert issubclass(ConfigError, SynmonError)
+    assert ConfigError.permanent
+
+
+@pytest.mark.parametrize(
+    ("variable", "attr", "value"),
+    [
+        # Empty means unset for an optional setting, for the release and the mail server.
+        ("SYNMON_SQS_ENDPOINT", "sqs_endpoint", None),
+        ("SYNMON_METRICS_DIR", "metrics_dir", None),
+        ("SYNMON_FLOWER_BASIC_AUTH", "flower_basic_auth", None),
+        ("SYNMON_SMTP_URL", "smtp_url", "smtp://127.0.0.1:25"),
+        ("SYNMON_ALLOW_PRIVATE_TARGETS", "allow_private_targets", False),
+        ("SYNMON_ALLOWED_TARGETS", "allowed_targets", ()),
+        # A plain text is taken as it is, even empty.
+        ("SYNMON_SQS_REGION", "sqs_region", ""),
+    ],
+)
+def test_an_empty_value_is_read_as_before(variable: str, attr: str, value: object) -> None:
+    assert getattr(load_settings({variable: ""}), attr) == value
+
+
+def test_an_empty_release_is_the_package_version() -> None:
+    assert load_settings({"SYNMON_RELEASE": ""}).release == load_settings({}).release != ""
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["SYNMON_HTTP_CONCURRENCY", "SYNMON_METRICS_PORT", "SYNMON_LOCATIONS", "SYNMON_LOG_LEVEL"],
+)
+def test_an_empty_value_where_one_is_needed_is_named(variable: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}: "):
+        load_settings({variable: ""})
+
+
+def test_numbers_are_checked_against_their_declared_bounds() -> None:
+    assert load_settings({"SYNMON_SQS_WAIT_TIME_SECONDS": "20"}).sqs_wait_time_seconds == 20
+    assert load_settings({"SYNMON_DISPATCH_INTERVAL": "0.1"}).dispatch_interval == 0.1
+    with pytest.raises(
+        ConfigError, match=r"^SYNMON_SQS_WAIT_TIME_SECONDS: expected a whole number from 0 to 20"
+    ):
+        load_settings({"SYNMON_SQS_WAIT_TIME_SECONDS": "21"})
+    for raw in ("0.05", "nan", "inf", "soon"):
+        with pytest.raises(ConfigError, match=r"^SYNMON_DISPATCH_INTERVAL: expected a number"):
+            load_settings({"SYNMON_DISPATCH_INTERVAL": raw})
+
+
+def test_defaults_derived_from_other_settings() -> None:
+    settings = load_settings({"SYNMON_DATA_DIR": "/srv/synmon", "SYNMON_ENV": "test"})
+    assert settings.database_url == "sqlite:////srv/synmon/synmon.db"
+    assert settings.artifacts_url == "file:///srv/synmon/artifacts"
+    assert settings.log_format == "json"
+    assert load_settings({"SYNMON_ENV": "test", "SYNMON_LOG_FORMAT": "text"}).log_format == "text"
+
+
+def test_values_are_normalised_as_declared() -> None:
+    settings = load_settings(
+        {
+            "SYNMON_LOG_LEVEL": "debug",
+            "SYNMON_SQS_QUEUE_URL_PREFIX": "https://sqs.{region}.amazonaws.com/1//",
+            "SYNMON_LOCATIONS": " eu-west-1 , us-east-1,",
+        }
+    )
+    assert settings.log_level == "DEBUG"
+    assert settings.sqs_queue_url_prefix == "https://sqs.{region}.amazonaws.com/1/"
+    assert settings.locations == ("eu-west-1", "us-east-1")
+
+
+def test_a_wrong_url_is_named_without_its_password() -> None:
+    with pytest.raises(ConfigError, match=r"^SYNMON_DATABASE_URL: ") as caught:
+        load_settings({"SYNMON_DATABASE_URL": "mysql://monitor:hunter2@db/synmon"})
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"^SYNMON_FLOWER_BASIC_AUTH: ") as caught:
+        load_settings({"SYNMON_FLOWER_BASIC_AUTH": "hunter2"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_every_field_is_a_declared_setting() -> None:
+    from dataclasses import fields
+
+    from config.settings import DECLARED, Settings, variable
+
+    assert [item.attr for item in DECLARED] == [f.name for f in fields(Settings)]
+    assert variable("locations") == "SYNMON_LOCATIONS"
+    assert all(item.setting.var.startswith("SYNMON_") and item.setting.doc for item in DECLARED)

@@ -1,26 +1,61 @@
-"""The README's configuration table names exactly the variables config/settings.py reads."""
+"""The README's configuration table is the one config/settings.py renders from its
+declarations, and every declared setting is one that something reads."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+from config.settings import DECLARED, PUBLIC_PREFIX, SECRET_PREFIX, settings_table
 
 ROOT = Path(__file__).parents[1]
 VARIABLE = re.compile(r"SYNMON_[A-Z0-9_]*[A-Z0-9]")
-PREFIXES = {"SYNMON_VAR", "SYNMON_PUBLIC_VAR"}  # SYNMON_VAR_<NAME>: a family, not one
 
 
-def configuration_table() -> str:
+def readme_table() -> str:
+    """The table of the README's "Configuration" section, as written."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
-    return "\n".join(line for line in section.splitlines() if line.startswith("| `SYNMON_"))
+    return "".join(line + "\n" for line in section.splitlines() if line.startswith("|"))
 
 
-def test_the_readme_table_and_the_settings_agree() -> None:
+def test_the_readme_table_is_the_rendered_declarations() -> None:
+    # On a difference: paste `python -m config.settings --markdown-table` into the README.
+    assert readme_table() == settings_table()
+
+
+def test_the_table_renders_from_the_command_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "config.settings", "--markdown-table"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == settings_table()
+
+
+def test_every_variable_settings_py_names_is_declared() -> None:
+    """No variable is read beside the declarations (each is read in one place)."""
     code = "\n".join(
         line.split("#", 1)[0] for line in (ROOT / "config" / "settings.py").read_text().splitlines()
     )
-    read = set(VARIABLE.findall(code)) - PREFIXES
-    listed = set(VARIABLE.findall(configuration_table())) - PREFIXES
-    assert sorted(read - listed) == [], "settings the README's table does not list"
-    assert sorted(listed - read) == [], "README rows for settings nothing reads"
+    declared = {item.setting.var for item in DECLARED}
+    prefixes = {SECRET_PREFIX.rstrip("_"), PUBLIC_PREFIX.rstrip("_")}
+    assert sorted(set(VARIABLE.findall(code)) - declared - prefixes) == []
+    assert len(declared) == len(DECLARED), "a variable declared twice"
+
+
+def test_every_declared_setting_is_read_somewhere() -> None:
+    """A setting that nothing reads is removed, not documented."""
+    sources = "\n".join(
+        path.read_text()
+        for folder in ("app", "tasks", "config")
+        for path in (ROOT / folder).rglob("*.py")
+        if path != ROOT / "config" / "settings.py"
+    )
+    unread = [item.attr for item in DECLARED if not re.search(rf"\.{item.attr}\b", sources)]
+    assert unread == []
