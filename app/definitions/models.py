@@ -23,6 +23,7 @@ from pydantic import (
 from app.definitions.durations import Duration
 from app.definitions.jsonpath import as_number, compile_json_path
 from app.definitions.patterns import PatternError, compile_pattern
+from config.settings import Settings, get_settings
 
 Source = Literal[
     "status_code", "json_body", "headers", "text_body", "response_time", "tls_certificate"
@@ -62,8 +63,6 @@ PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 MIN_FREQUENCY = 1.0
 DEFAULT_MIN_FREQUENCY = 10.0
 MAX_FREQUENCY = 24 * 3600.0
-BROWSER_MAX_TIMEOUT = 240.0
-HTTP_MAX_TIMEOUT = 30.0
 
 Scalar = str | int | float | bool | None
 
@@ -212,9 +211,22 @@ class Request(Strict):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float) -> float:
-        if not 0 < value <= HTTP_MAX_TIMEOUT:
-            raise ValueError(f"must be more than 0 and at most {HTTP_MAX_TIMEOUT:g}s")
-        return value
+        cap = max(get_settings().http_max_timeout, Settings.http_max_timeout)
+        return _timeout_within(value, cap)
+
+
+def _timeout_within(value: float, cap: float) -> float:
+    """``value`` if it is a timeout the model accepts, up to ``cap`` seconds.
+
+    The cap is the installation's maximum (SYNMON_HTTP_MAX_TIMEOUT,
+    SYNMON_BROWSER_MAX_TIMEOUT) when that is higher than the default one, else the
+    default: as with the frequency floor, a lower maximum is the loader's to apply (it
+    names the installation's maximum), and a worker configured lower still runs the
+    snapshots that an earlier sync accepted.
+    """
+    if not 0 < value <= cap:
+        raise ValueError(f"must be more than 0 and at most {cap:g}s")
+    return value
 
 
 def validate_url(value: str) -> str:
@@ -469,9 +481,8 @@ class BrowserSpec(Strict):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float) -> float:
-        if not 0 < value <= BROWSER_MAX_TIMEOUT:
-            raise ValueError(f"must be more than 0 and at most {BROWSER_MAX_TIMEOUT:g}s")
-        return value
+        cap = max(get_settings().browser_max_timeout, Settings.browser_max_timeout)
+        return _timeout_within(value, cap)
 
 
 class Check(Strict):
