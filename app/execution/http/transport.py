@@ -122,7 +122,7 @@ class _GuardedConnectionMixin:
                     sock.setsockopt(*option)
                 if timeout is not None:
                     sock.settimeout(timeout)
-                probe.register(sock)  # from here the watchdog can cut it, TLS included
+                probe.register(sock)  # from here the watchdog can cut it (the handshake included)
                 sock.connect((address, self.port))
             except TimeoutError:
                 sock.close()
@@ -150,6 +150,9 @@ class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
         probe = current_probe.get()
         before = probe.dns_ms + probe.connect_ms
         super().connect()  # type: ignore[no-untyped-call]
+        # Wrapping detaches the plain socket registered in _new_conn (its fd becomes the
+        # TLS socket's): without this the watchdog could not cut a response that trickles.
+        probe.register(self.sock)
         elapsed = (perf_counter() - started) * 1000
         probe.tls_ms += max(0.0, elapsed - (probe.dns_ms + probe.connect_ms - before))
         sock: ssl.SSLSocket = self.sock
