@@ -38,10 +38,10 @@ from app.execution.assertions import (
 from app.execution.guard import TargetGuard
 from app.execution.http.check import run_http_check
 from app.execution.runs import RunRequest, RunResult
-from tests.conftest import make_settings
 from tests.support.assertion_targets import body_target
 from tests.support.pipeline import http_check
 from tests.support.servers import TargetServer, http_target
+from tests.support.settings import make_settings
 
 # The sample document of Checkly's JSON path primer.
 STORE: dict[str, Any] = {

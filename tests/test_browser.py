@@ -5,24 +5,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
-from app.definitions.models import Check
 from app.execution.browser.chromium import chromium_processes
 from app.execution.browser.pool import BrowserHost
-from app.execution.runs import RunRequest, RunResult
-from tests.conftest import make_settings
-from tests.support.browsers import browser_host
+from tests.support.browsers import browser_host, run, steps_passed
 from tests.support.pages import PageServer
 from tests.support.processes import free_port
 from tests.support.servers import TargetServer, serving
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct-horse"
@@ -49,19 +44,6 @@ def host(site: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         SYNMON_PUBLIC_VAR_USER="ada@example.com",
     ) as started:
         yield started
-
-
-def run(host: BrowserHost, steps: list[Any], **extra: Any) -> RunResult:
-    browser = {"steps": steps, **extra.pop("browser", {})}
-    check = Check.model_validate(
-        {"id": "flow", "type": "browser", "locations": ["eu-west-1"], "browser": browser, **extra}
-    )
-    request = RunRequest(uuid.uuid4(), check.snapshot(), "eu-west-1", datetime.now(UTC))
-    return host.run(check, request, 1)
-
-
-def steps_passed(result: RunResult) -> list[Any]:
-    return [o["passed"] for o in result.assertions]
 
 
 def test_a_login_flow_with_a_form_and_navigation(host: BrowserHost, site: PageServer) -> None:

@@ -31,7 +31,6 @@ from app.execution.browser.proxy import (
     chromium_service_reason,
 )
 from app.execution.runs import RunRequest, RunResult
-from tests.conftest import make_settings
 from tests.support.browser_isolation import (
     MDNS_GROUPS,
     HostileServer,
@@ -42,6 +41,7 @@ from tests.support.browser_isolation import (
     multicast_memberships,
 )
 from tests.support.servers import TargetServer, serving
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from app.execution.browser.pool import BrowserHost
-from tests.support.browsers import browser_host
+from tests.support.browsers import browser_host, run, steps_passed
 from tests.support.navigation_pages import NavigationServer
 from tests.support.servers import serving
-from tests.test_browser import run, steps_passed
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,9 @@ from app.definitions.models import Check
 from app.definitions.placeholders import Placeholders
 from app.execution.browser.pool import BrowserHost
 from app.execution.browser.steps import OwnOriginHeaders, own_origins
-from tests.support.browsers import browser_host
+from tests.support.browsers import browser_host, run
 from tests.support.navigation_pages import NavigationServer
 from tests.support.servers import serving
-from tests.test_browser import run
 
 pytestmark = pytest.mark.slow
 TOKEN = "tok-0123456789abcdef"

@@ -34,10 +34,10 @@ from app.pipeline.sync import sync
 from app.pipeline.wire import MAX_MESSAGE_BYTES
 from app.storage.db import sessions
 from app.storage.models import CheckLocationStateRow, CheckRow, CheckRunRow
-from tests.conftest import make_settings
+from tests.support.checks import http_check
 from tests.support.processes import ROOT, synmon_command
+from tests.support.settings import make_settings
 from tests.support.snapshot_bound import snapshot_ceiling
-from tests.test_definitions import http_check
 
 BILLION_LAUGHS = """\
 lol1: &lol1 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]

@@ -8,21 +8,11 @@ import pytest
 import yaml
 
 from app.definitions.loader import DefinitionError, load_definitions, load_text
-from tests.conftest import make_settings
+from tests.support.checks import http_check
+from tests.support.processes import ROOT
+from tests.support.settings import make_settings
 
-DESIGN_EXAMPLE = (Path(__file__).parents[1] / "examples" / "design-example.yaml").read_text()
-
-
-def http_check(**overrides: object) -> dict[str, object]:
-    check: dict[str, object] = {
-        "id": "api",
-        "type": "http",
-        "frequency": "60s",
-        "locations": ["eu-west-1"],
-        "request": {"url": "https://api.example.com/health"},
-    }
-    check.update(overrides)
-    return check
+DESIGN_EXAMPLE = (ROOT / "examples" / "design-example.yaml").read_text()
 
 
 def problems_of(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app.definitions.loader import MAX_SNAPSHOT_BYTES, DefinitionError, load_text, stored_size
 from app.definitions.models import MAX_NAME_CHARS, control_character
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 SETTINGS = make_settings()
 

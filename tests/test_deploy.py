@@ -20,8 +20,8 @@ from dockerfile_parse import DockerfileParser
 
 from app.pipeline.queues import queue_name, visibility_timeout
 from config.settings import load_settings
+from tests.support.processes import ROOT
 
-ROOT = Path(__file__).parents[1]
 TERRAFORM = ROOT / "deploy" / "terraform"
 REGION, CENTRAL = TERRAFORM / "modules" / "region", TERRAFORM / "modules" / "central"
 CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"

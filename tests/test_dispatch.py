@@ -21,10 +21,9 @@ from app.pipeline.sync import sync
 from app.pipeline.wire import decode_run_request
 from app.storage.db import sessions
 from config.settings import Settings
-from tests.conftest import make_settings
+from tests.support.dispatching import T0, checks_yaml
 from tests.support.envelopes import run_request_of
-
-T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+from tests.support.settings import make_settings
 
 
 class Recorder:
@@ -45,29 +44,6 @@ class Recorder:
 
     def requests(self) -> list[Any]:
         return [decode_run_request(run_request_of(m.body)) for m in self.sent]
-
-
-def checks_yaml(
-    count: int,
-    frequency: str = "10s",
-    run_mode: str = "parallel",
-    locations: list[str] | None = None,
-) -> str:
-    return yaml.safe_dump(
-        {
-            "checks": [
-                {
-                    "id": f"c{i}",
-                    "type": "http",
-                    "frequency": frequency,
-                    "run_mode": run_mode,
-                    "locations": locations or ["eu-west-1"],
-                    "request": {"url": f"https://x.example/{i}"},
-                }
-                for i in range(count)
-            ]
-        }
-    )
 
 
 def setup(database_url: str, text: str, now: datetime = T0) -> tuple[Settings, Any]:

@@ -35,10 +35,10 @@ from app.pipeline.wire import decode_result, decode_run_request, parse_body
 from app.storage.db import sessions
 from app.storage.models import CheckRow
 from config.settings import Settings
-from tests.conftest import make_settings
+from tests.support.dispatching import T0, checks_yaml
 from tests.support.envelopes import run_request_of
 from tests.support.processes import MotoServer, free_port, moto_server
-from tests.test_dispatch import T0, checks_yaml
+from tests.support.settings import make_settings
 
 QUEUE_LIMIT = 64 * 1024
 # Far beyond the queue's limit once base64-encoded twice, far below the batch budget.

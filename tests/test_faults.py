@@ -1,7 +1,7 @@
 """Faults inflicted on real processes: every run still ends as exactly one stored result.
 
-Run queues here have an 8 s visibility timeout (5 s longest check + 3 s margin), so
-that a message held by a killed worker comes back within the test's patience.
+Run queues here have an 8 s visibility timeout (``FAST_QUEUES``), so that a message held
+by a killed worker comes back within the test's patience.
 """
 
 from __future__ import annotations
@@ -13,21 +13,18 @@ import signal
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 import pytest
 from sqlalchemy import func, select
 
-from app.execution.runs import RunRequest
-from app.pipeline.dispatch import run_request_message
 from app.pipeline.sqs import BatchSender
 from app.storage.db import migrate, sessions
 from app.storage.models import CheckRunRow
 from config.settings import Settings
+from tests.support.faults import FAST_QUEUES, assert_exactly_once, send_runs, stored_counts
 from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.postgres_cluster import postgres_cluster
 from tests.support.processes import kill_group, moto_server, pool_children, wait_until
@@ -36,7 +33,6 @@ from tests.support.servers import TargetServer, http_target
 from tests.support.tcp_proxy import Outage
 
 pytestmark = pytest.mark.slow
-FAST_QUEUES = {"SYNMON_HTTP_MAX_TIMEOUT": "5", "SYNMON_SQS_VISIBILITY_MARGIN": "3"}
 
 
 @pytest.fixture(scope="module")
@@ -53,37 +49,6 @@ def slow_check(pipeline: Pipeline, target: TargetServer, delay: float = 2.0) -> 
     url = target.url(f"/slow?delay={delay}")
     pipeline.sync({"checks": [http_check("slow", url, request={"timeout": "5s"})]})
     return pipeline.definition("slow")
-
-
-def send_runs(settings: Settings, definition: dict[str, object], count: int) -> list[uuid.UUID]:
-    requests = [
-        RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC), trigger="manual")
-        for _ in range(count)
-    ]
-    BatchSender(settings).send([run_request_message(r, settings) for r in requests])
-    return [r.run_id for r in requests]
-
-
-def stored_counts(pipeline: Pipeline, run_ids: list[uuid.UUID]) -> Counter[uuid.UUID]:
-    with sessions(pipeline.settings.database_url)() as session:
-        found = session.scalars(
-            select(CheckRunRow.run_id).where(CheckRunRow.run_id.in_(run_ids))
-        ).all()
-    return Counter(found)
-
-
-def assert_exactly_once(pipeline: Pipeline, run_ids: list[uuid.UUID], timeout: float = 120) -> None:
-    wanted = set(run_ids)
-    wait_until(
-        lambda: set(stored_counts(pipeline, run_ids)) >= wanted,
-        timeout,
-        0.5,
-        f"{len(run_ids)} results stored",
-    )
-    time.sleep(2)  # anything doubled would arrive now
-    counts = stored_counts(pipeline, run_ids)
-    assert set(counts) == wanted, f"lost: {len(wanted - set(counts))}"
-    assert max(counts.values()) == 1, f"doubled: {[i for i, c in counts.items() if c > 1]}"
 
 
 def worker_process(pipeline: Pipeline) -> psutil.Popen:

@@ -216,7 +216,7 @@ def test_resolve_refuses_a_literal_without_looking_anything_up(
 
 
 def test_the_guard_takes_the_settings_parsed_entries() -> None:
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     settings = make_settings(SYNMON_ALLOWED_TARGETS="10.0.0.0/8, [::1]:9000")
     assert settings.allowed_targets == (

@@ -15,8 +15,8 @@ from app.definitions.models import Check
 from app.execution.guard import TargetGuard
 from app.execution.http.check import run_http_check
 from app.execution.runs import RunRequest, RunResult
-from tests.conftest import make_settings
 from tests.support.servers import TargetServer, http_target, https_target
+from tests.support.settings import make_settings
 
 GUARD = TargetGuard(allow_private=True)
 

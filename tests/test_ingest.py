@@ -23,9 +23,9 @@ from app.pipeline.sync import sync
 from app.pipeline.wire import decode_run_request
 from app.storage.db import sessions
 from app.storage.models import CheckRunRow, CheckStateRow, NotificationRow, OutboxRow
-from tests.conftest import make_settings
 from tests.support.envelopes import run_request_of
 from tests.support.results import run_result
+from tests.support.settings import make_settings
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -23,10 +23,10 @@ from app.pipeline.sync import sync
 from app.pipeline.wire import decode_result, decode_run_request, parse_body
 from app.storage.db import sessions
 from app.storage.models import CheckRow, CheckRunRow, OutboxRow
-from tests.conftest import make_settings
 from tests.support.envelopes import run_request_of
 from tests.support.processes import MotoServer, moto_server, wait_until
 from tests.support.results import run_result
+from tests.support.settings import make_settings
 
 PADDING = "refused-padding-" * 6000  # far beyond the queue's limit below
 

@@ -17,10 +17,10 @@ import pytest
 from app.execution.runs import RunRequest
 from app.pipeline.dispatch import run_request_message
 from app.pipeline.sqs import BatchSender
+from tests.support.faults import FAST_QUEUES
 from tests.support.pipeline import http_check, running_pipeline
 from tests.support.processes import wait_until
 from tests.support.servers import TargetServer, http_target
-from tests.test_faults import FAST_QUEUES
 
 
 @pytest.fixture

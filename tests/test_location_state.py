@@ -21,9 +21,9 @@ from app.pipeline.ingest import store_results
 from app.pipeline.sync import sync
 from app.storage.db import sessions
 from app.storage.models import CheckLocationStateRow, CheckStateRow, NotificationRow
-from tests.conftest import make_settings
 from tests.support.processes import Synmon
 from tests.support.results import run_result
+from tests.support.settings import make_settings
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PERIOD = timedelta(minutes=1)

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from app.alerts.sender import NotificationSender
 from app.storage.db import sessions
 from app.storage.models import ChannelRow, NotificationRow
-from tests.conftest import make_settings
 from tests.support.notifications import PAYLOAD, SMTPServer, smtp_server
 from tests.support.servers import TargetServer, http_target
+from tests.support.settings import make_settings
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from app.alerts.sender import NotificationSender, Outcome
 from app.storage.db import sessions
 from app.storage.models import NotificationRow
 from config.settings import Settings
-from tests.conftest import make_settings
 from tests.support.databases import sqlite_database
 from tests.support.notifications import (
     PAYLOAD,
@@ -35,6 +34,7 @@ from tests.support.notifications import (
 )
 from tests.support.processes import wait_until
 from tests.support.servers import TargetHandler, TargetServer, http_target, serving
+from tests.support.settings import make_settings
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from app.pipeline.dispatch import run_request_message
 from app.pipeline.queues import queue_name
 from app.pipeline.sqs import BatchSender, celery_task_body, client, queue_urls
 from app.pipeline.wire import encode_run_request, result_body
+from tests.support.faults import FAST_QUEUES, assert_exactly_once, send_runs
 from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.processes import wait_until
 from tests.support.results import run_result
 from tests.support.servers import TargetServer, http_target
-from tests.test_faults import FAST_QUEUES, assert_exactly_once, send_runs
 
 pytestmark = pytest.mark.slow
 

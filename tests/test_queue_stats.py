@@ -13,8 +13,8 @@ from app.ops.queue_stats import all_stats
 from app.pipeline.queues import queue_name
 from app.pipeline.sqs import client, create_queues, queue_urls
 from config.settings import Settings
-from tests.conftest import make_settings
 from tests.support.processes import MotoServer, Synmon, moto_server
+from tests.support.settings import make_settings
 
 
 @pytest.fixture

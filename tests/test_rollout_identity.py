@@ -24,8 +24,8 @@ from app.ops import health
 from app.ops.rollout import RolloutError, drain, is_worker_command, old_workers, rollout
 from app.pipeline.queues import queue_name
 from config.settings import Settings
-from tests.conftest import make_settings
 from tests.support.processes import synmon_command, wait_until
+from tests.support.settings import make_settings
 
 LOCATION = "eu-west-1"
 

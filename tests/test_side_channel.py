@@ -17,10 +17,10 @@ import pytest
 import redis
 import requests
 
+from tests.support.faults import assert_exactly_once, send_runs
 from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.processes import ROOT, free_port, run_in_checkout, wait_until
 from tests.support.servers import TargetServer, http_target
-from tests.test_faults import assert_exactly_once, send_runs
 
 pytestmark = pytest.mark.slow
 AUTH = ("ops", "flower-secret-9")

@@ -15,8 +15,8 @@ from app.definitions.models import Check
 from app.execution.guard import ForbiddenTarget, TargetGuard, classify
 from app.execution.http.check import run_http_check
 from app.execution.runs import RunRequest
-from tests.conftest import make_settings
 from tests.support.servers import http_target
+from tests.support.settings import make_settings
 
 
 @pytest.mark.parametrize(

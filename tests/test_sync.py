@@ -13,8 +13,8 @@ from app.definitions.loader import load_definitions
 from app.pipeline.sync import sync
 from app.storage.db import sessions
 from app.storage.models import ChannelRow, CheckRow, CheckStateRow
-from tests.conftest import make_settings
 from tests.support.processes import synmon_command
+from tests.support.settings import make_settings
 
 
 def synmon(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,11 +20,11 @@ from app.pipeline.queues import queue_name
 from app.pipeline.sqs import BatchSender, Outgoing, celery_task_body
 from app.storage.db import current_revision, downgrade, engine_for, migrate, sessions
 from app.storage.models import CheckRunRow
-from tests.conftest import make_settings
 from tests.support.databases import database
 from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.results import run_result
 from tests.support.servers import TargetServer, http_target
+from tests.support.settings import make_settings
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -109,7 +109,7 @@ def mixed(target: TargetServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.mark.slow
 def test_each_release_reads_the_others_messages(mixed: Pipeline) -> None:
-    from tests.test_faults import assert_exactly_once
+    from tests.support.faults import assert_exactly_once
 
     definition = mixed.definition("both")
     sent: dict[uuid.UUID, tuple[str, int]] = {}

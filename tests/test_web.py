@@ -14,8 +14,8 @@ from app.definitions.loader import load_text
 from app.pipeline.sync import sync
 from app.storage.db import sessions
 from app.web.wsgi import StatusApp, serve
-from tests.conftest import make_settings
 from tests.support.results import stored_run
+from tests.support.settings import make_settings
 
 
 @pytest.fixture

@@ -211,7 +211,7 @@ def run_http(definition: dict[str, Any], guard: Any = None, **env: str) -> Any:
     from app.execution.guard import TargetGuard
     from app.execution.http.check import run_http_check
     from app.execution.runs import RunRequest
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     settings = make_settings(**env)
     check = Check.model_validate(
