@@ -1,11 +1,2 @@
-"""synmon's configuration: settings from the environment and Celery's configuration values."""
-
-from config.settings import ConfigError, Settings, get_settings, load_settings, reset_settings
-
-__all__ = [
-    "ConfigError",
-    "Settings",
-    "get_settings",
-    "load_settings",
-    "reset_settings",
-]
+"""synmon's configuration: settings declared once (settings.py), Celery's configuration values
+(celery.py) and the base of synmon's errors (errors.py). It imports nothing of app/."""
