@@ -1,8 +1,8 @@
 """Pages that navigate on their own, and a server that records what it was sent.
 
 Served on 127.0.0.1 by the tests of browser steps across navigations
-(tests/test_browser_navigation.py) and of where a check's secrets go
-(tests/test_browser_secrets.py).
+(tests/execution/browser/test_browser_navigation.py) and of where a check's secrets go
+(tests/execution/browser/test_browser_secrets.py).
 """
 
 from __future__ import annotations

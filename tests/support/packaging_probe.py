@@ -1,6 +1,6 @@
 """Run inside a virtualenv that holds an installed synmon: what the installed packages hold.
 
-tests/test_packaging.py runs it as ``python -I packaging_probe.py PACKAGE...`` with the
+tests/system/test_packaging.py runs it as ``python -I packaging_probe.py PACKAGE...`` with the
 virtualenv's interpreter, so that nothing of the checkout is on ``sys.path`` (``-I``
 leaves out the script's own folder and every ``PYTHON*`` variable). It prints one JSON
 document:
