@@ -12,6 +12,7 @@ import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -175,14 +176,42 @@ class BasicAuth(Strict):
         return check_placeholders(value)
 
 
+def _timeout_within(value: float, cap: float) -> float:
+    """``value`` if it is a timeout the model accepts, up to ``cap`` seconds.
+
+    The cap is the installation's maximum (SYNMON_HTTP_MAX_TIMEOUT,
+    SYNMON_BROWSER_MAX_TIMEOUT) when that is higher than the default one, else the
+    default: as with the frequency floor, a lower maximum is the loader's to apply (it
+    names the installation's maximum), and a worker configured lower still runs the
+    snapshots that an earlier sync accepted.
+    """
+    if not 0 < value <= cap:
+        raise ValueError(f"must be more than 0 and at most {cap:g}s")
+    return value
+
+
+def _capped_by(setting: str) -> AfterValidator:
+    def check(value: float) -> float:
+        return _timeout_within(
+            value, max(getattr(get_settings(), setting), getattr(Settings, setting))
+        )
+
+    return AfterValidator(check)
+
+
+Headers = Annotated[dict[str, str], AfterValidator(_headers)]
+HttpTimeout = Annotated[Duration, _capped_by("http_max_timeout")]
+BrowserTimeout = Annotated[Duration, _capped_by("browser_max_timeout")]
+
+
 class Request(Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     query: dict[str, str] = Field(default_factory=dict)
     body: str | dict[str, Any] | list[Any] | None = None
     follow_redirects: bool = True
-    timeout: Duration = 10.0
+    timeout: HttpTimeout = 10.0
     basic_auth: BasicAuth | None = None
     skip_tls_verify: bool = False
 
@@ -202,31 +231,6 @@ class Request(Strict):
         for item in value.values():
             check_placeholders(item)
         return value
-
-    @field_validator("headers")
-    @classmethod
-    def _one_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        return _headers(value)
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: float) -> float:
-        cap = max(get_settings().http_max_timeout, Settings.http_max_timeout)
-        return _timeout_within(value, cap)
-
-
-def _timeout_within(value: float, cap: float) -> float:
-    """``value`` if it is a timeout the model accepts, up to ``cap`` seconds.
-
-    The cap is the installation's maximum (SYNMON_HTTP_MAX_TIMEOUT,
-    SYNMON_BROWSER_MAX_TIMEOUT) when that is higher than the default one, else the
-    default: as with the frequency floor, a lower maximum is the loader's to apply (it
-    names the installation's maximum), and a worker configured lower still runs the
-    snapshots that an earlier sync accepted.
-    """
-    if not 0 < value <= cap:
-        raise ValueError(f"must be more than 0 and at most {cap:g}s")
-    return value
 
 
 def validate_url(value: str) -> str:
@@ -467,22 +471,11 @@ class Step(Strict):
 
 
 class BrowserSpec(Strict):
-    timeout: Duration = 60.0
+    timeout: BrowserTimeout = 60.0
     viewport: Viewport = Field(default_factory=Viewport)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     basic_auth: BasicAuth | None = None
     steps: list[Step] = Field(min_length=1, max_length=200)
-
-    @field_validator("headers")
-    @classmethod
-    def _one_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        return _headers(value)
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: float) -> float:
-        cap = max(get_settings().browser_max_timeout, Settings.browser_max_timeout)
-        return _timeout_within(value, cap)
 
 
 class Check(Strict):
@@ -600,18 +593,13 @@ class Channel(Strict):
     id: Slug
     type: Literal["webhook", "slack", "email"]
     url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     to: list[str] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
         return _slug(value)
-
-    @field_validator("headers")
-    @classmethod
-    def _one_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        return _headers(value)
 
     @model_validator(mode="after")
     def _by_type(self) -> Channel:
