@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.pipeline.queues import queue_name, queue_region
+from app.pipeline.sqs import connection_pool_size
 from config.celery import DISPATCH_TASK, RUN_TASKS
 from config.settings import Settings
 
@@ -65,6 +66,9 @@ def celery_config(settings: Settings, queue_urls: Mapping[str, str]) -> dict[str
         "wait_time_seconds": settings.sqs_wait_time_seconds,
         "polling_interval": settings.sqs_polling_interval,
         "fetch_message_attributes": ["ApproximateReceiveCount"],
+        # kombu's own client deletes each message a task acks: with botocore's default of
+        # 10 connections, a threads pool of 100 would queue its acks behind each other.
+        "client-config": {"max_pool_connections": connection_pool_size(settings)},
     }
     if settings.sqs_endpoint is not None:
         transport_options["is_secure"] = settings.sqs_endpoint.startswith("https")

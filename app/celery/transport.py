@@ -8,11 +8,14 @@ and the next poll tries again. A test cuts the endpoint for 10 s and keeps this 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from kombu.transport.SQS import Channel as SQSChannel
 from kombu.transport.SQS import Transport as SQSTransport
+
+log = logging.getLogger("synmon.worker")
 
 
 class Channel(SQSChannel):
@@ -22,6 +25,30 @@ class Channel(SQSChannel):
         PollClock.heard()
         received: int = super()._on_messages_ready(queue, qname, messages)
         return received
+
+    def _restore(
+        self, message: Any, unwanted_delivery_info: Any = ("sqs_message", "sqs_queue")
+    ) -> None:
+        """Give an unacknowledged message back to SQS instead of sending a copy of it.
+
+        kombu restores what a worker received and did not finish (at shutdown, or when a
+        task is requeued) by publishing it again as a new message, while the original
+        still comes back after its visibility timeout: the run would be done twice, and
+        the copy's receive count starts afresh, so a poison message would never reach
+        its DLQ. Making the original visible at once does neither.
+        """
+        info = message.delivery_info
+        sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
+        if not sqs_message or not queue_url:
+            super()._restore(message, unwanted_delivery_info)
+            return
+        queue = self.canonical_queue_name(info["routing_key"]) if "routing_key" in info else None
+        try:
+            self.sqs(queue=queue).change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=sqs_message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        except Exception as exc:  # noqa: BLE001 - it still comes back, after its visibility timeout
+            log.warning("could not hand an unfinished message back to SQS: %s", exc)
 
 
 class Transport(SQSTransport):

@@ -209,6 +209,10 @@ class TargetGuard:
         return addresses
 
 
+MAX_OUTSTANDING_LOOKUPS = 256
+_outstanding_lookups = threading.BoundedSemaphore(MAX_OUTSTANDING_LOOKUPS)
+
+
 def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
     """``socket.getaddrinfo`` that gives up after ``timeout`` seconds.
 
@@ -220,6 +224,14 @@ def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     outcome: list[Any] = []
     done = threading.Event()
+    # An abandoned lookup keeps its thread until the resolver gives up: when the resolver
+    # hangs, a worker with a hundred checks in flight would pile up thousands of them.
+    slots = _outstanding_lookups
+    if not slots.acquire(timeout=max(0.0, timeout)):
+        raise TimeoutError(
+            f"DNS lookup of {host} not started: {MAX_OUTSTANDING_LOOKUPS} lookups are "
+            "still waiting for the resolver"
+        )
 
     def look_up() -> None:
         try:
@@ -227,6 +239,7 @@ def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
         except OSError as exc:
             outcome.append(exc)
         finally:
+            slots.release()
             done.set()
 
     threading.Thread(target=look_up, name="synmon-dns", daemon=True).start()

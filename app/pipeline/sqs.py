@@ -48,6 +48,13 @@ def region_of_url(settings: Settings, url: str) -> str:
     return match.group(1) if match and settings.sqs_endpoint is None else settings.sqs_region
 
 
+def connection_pool_size(settings: Settings) -> int:
+    """Connections a process keeps to SQS: one per check in flight (each publishes its
+    result, a failed job shortens its redelivery) and some for the consumer itself.
+    Fewer, and a threads pool discards and reopens connections under load."""
+    return max(32, settings.http_concurrency + 10)
+
+
 def client(settings: Settings, region: str | None = None) -> Any:
     """A boto3 SQS client for this process and region (a forked child makes its own)."""
     region = region or settings.sqs_region
@@ -60,7 +67,7 @@ def client(settings: Settings, region: str | None = None) -> Any:
                     connect_timeout=5,
                     read_timeout=max(10, settings.sqs_wait_time_seconds + 5),
                     retries={"max_attempts": 3, "mode": "standard"},
-                    max_pool_connections=32,
+                    max_pool_connections=connection_pool_size(settings),
                 ),
             }
             if settings.sqs_endpoint:
