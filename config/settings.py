@@ -549,8 +549,18 @@ class Settings:
         high=1_000_000,
     )
     # Workers
+    http_pool: Literal["threads", "prefork"] = setting(
+        "SYNMON_HTTP_POOL",
+        "threads",
+        "Celery pool of an HTTP worker: `threads` keeps many checks in flight in one "
+        "process (checks wait on their targets); `prefork` runs one per process",
+    )
     http_concurrency: int = setting(
-        "SYNMON_HTTP_CONCURRENCY", 4, "processes per HTTP worker", low=1, high=512
+        "SYNMON_HTTP_CONCURRENCY",
+        100,
+        "checks in flight per HTTP worker (threads, or processes with prefork)",
+        low=1,
+        high=512,
     )
     browser_concurrency: int = setting(
         "SYNMON_BROWSER_CONCURRENCY", 2, "processes per browser worker", low=1, high=64

@@ -41,7 +41,11 @@ def _celery_argv(
 @click.option("--location", "-l", required=True, help="The location (region) this worker serves.")
 @click.option("--kind", "-k", type=click.Choice(["http", "browser"]), required=True)
 @click.option(
-    "--concurrency", "-c", type=int, default=None, help="Processes (default from settings)."
+    "--concurrency",
+    "-c",
+    type=int,
+    default=None,
+    help="Checks in flight: threads or processes (default from settings).",
 )
 @click.option("--name", "-n", default=None, help="Node name (default: KIND-LOCATION@HOST).")
 @pass_settings
@@ -56,11 +60,13 @@ def worker(
         raise click.ClickException(
             f"unknown location {location!r}; SYNMON_LOCATIONS is {','.join(settings.locations)}"
         )
-    default = settings.http_concurrency if kind == "http" else settings.browser_concurrency
+    if kind == "http":
+        default, pool = settings.http_concurrency, settings.http_pool
+    else:
+        default, pool = settings.browser_concurrency, "prefork"
     queue = queue_name(settings, "run", location, kind)  # type: ignore[arg-type]
-    celery_app.worker_main(
-        _celery_argv(settings, [queue], name or f"{kind}-{location}@%h", concurrency or default)
-    )
+    node = name or f"{kind}-{location}@%h"
+    celery_app.worker_main(_celery_argv(settings, [queue], node, concurrency or default, pool))
 
 
 @click.command()
