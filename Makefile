@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # checkov pins its own versions of boto3 and friends: it lives in a venv of its own.
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: up test lint install system-deps bench
+.PHONY: up test test-fast lint install system-deps bench
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ lint: install
 # The whole test suite: lint, types, then every test against the real services.
 test: install $(CHECKOV) system-deps lint
 	$(BIN)/python -m pytest
+
+# The tests that start no process, in well under a minute: the everyday loop while editing.
+# SYNMON_TESTS_FAST makes starting a process raise (tests/support/no_processes.py), so that a
+# test that starts one and lacks the processes marker fails here instead of slowing this run.
+test-fast: install
+	SYNMON_TESTS_FAST=1 $(BIN)/python -m pytest -q -m "not processes"
 
 bench: install system-deps
 	$(BIN)/python -m bench

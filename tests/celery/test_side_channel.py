@@ -22,7 +22,7 @@ from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.processes import ROOT, free_port, run_in_checkout, wait_until
 from tests.support.servers import TargetServer, http_target
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 AUTH = ("ops", "flower-secret-9")
 
 

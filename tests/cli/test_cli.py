@@ -61,6 +61,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.processes
 def test_a_synmon_error_exits_with_its_message_and_exit_code(env: dict[str, str]) -> None:
     result = run_in_checkout([sys.executable, "-c", PROGRAM, "busy"], env)
     assert result.returncode == 75, result.stderr
@@ -68,6 +69,7 @@ def test_a_synmon_error_exits_with_its_message_and_exit_code(env: dict[str, str]
     assert result.stdout == ""
 
 
+@pytest.mark.processes
 def test_a_bug_keeps_its_traceback(env: dict[str, str]) -> None:
     result = run_in_checkout([sys.executable, "-c", PROGRAM, "bug"], env)
     assert result.returncode == 1
@@ -75,6 +77,7 @@ def test_a_bug_keeps_its_traceback(env: dict[str, str]) -> None:
     assert "RuntimeError: not an error synmon expects" in result.stderr
 
 
+@pytest.mark.processes
 def test_a_bad_setting_names_the_variable(env: dict[str, str]) -> None:
     result = synmon_command("migrate", env={**env, "SYNMON_ENV": "nope"})
     assert result.returncode == 1
@@ -84,6 +87,7 @@ def test_a_bad_setting_names_the_variable(env: dict[str, str]) -> None:
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.processes
 def test_invalid_definitions_are_listed_without_an_error_prefix(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -95,6 +99,7 @@ def test_invalid_definitions_are_listed_without_an_error_prefix(
     )
 
 
+@pytest.mark.processes
 def test_an_unknown_queue_is_an_error_not_a_traceback(env: dict[str, str]) -> None:
     result = synmon_command("dlq", "show", "no-such-queue", env=env)
     assert result.returncode == 1
@@ -102,6 +107,7 @@ def test_an_unknown_queue_is_an_error_not_a_traceback(env: dict[str, str]) -> No
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.processes
 def test_usage_errors_stay_click_s(env: dict[str, str]) -> None:
     result = synmon_command("stats", "--since", "soon", env=env)
     assert result.returncode == 2

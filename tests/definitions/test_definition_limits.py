@@ -96,6 +96,7 @@ def _bounded_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("text", [BILLION_LAUGHS, BOMB_IN_A_CHECK], ids=["classic", "in-a-check"])
 def test_billion_laughs_is_refused_in_bounded_memory(tmp_path: Path, text: str) -> None:
     """``synmon sync --dry-run`` in a child whose memory is capped at 1 GiB: refused
@@ -459,6 +460,7 @@ def test_dry_run_and_sync_agree_on_hostile_definitions(database_url: str, tmp_pa
     )
 
 
+@pytest.mark.processes
 def test_the_command_agrees_with_itself(database_url: str, tmp_path: Path) -> None:
     """The same through ``synmon sync``: a hostile file is refused alike with and
     without ``--dry-run``, on SQLite and on Postgres."""

@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -150,6 +151,7 @@ hostile_values = st.recursive(
 FIELDS = ("name", "tag", "header", "body", "target", "location")
 
 
+@pytest.mark.processes
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     field=st.sampled_from(FIELDS),

@@ -666,6 +666,7 @@ CATASTROPHIC = textwrap.dedent(
 )
 
 
+@pytest.mark.processes
 def test_a_catastrophic_backtracking_pattern_returns_promptly() -> None:
     # With a backtracking engine (a+)+$ over 'a'*30000+'b' would not end for ages: the
     # generous timeout only catches that, it measures nothing.

@@ -23,7 +23,7 @@ import requests
 
 from tests.support.processes import ROOT, free_port, kill_group, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from tests.support.pipeline import Pipeline, http_check, running_pipeline
 from tests.support.processes import free_port, wait_until
 from tests.support.servers import TargetServer, http_target
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 SECRET = "s3cr3t-token-5521"
 
 

@@ -16,6 +16,8 @@ from config.settings import Settings
 from tests.support.processes import MotoServer, Synmon, moto_server
 from tests.support.settings import make_settings
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture
 def queues(tmp_path: Path) -> Iterator[tuple[Settings, MotoServer]]:

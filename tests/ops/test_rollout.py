@@ -28,7 +28,7 @@ from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.processes import ROOT, wait_until
 from tests.support.servers import http_target
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 FREQUENCY = 2.0
 CHECKS = ["every-2s-a", "every-2s-b", "every-2s-c"]
 V1 = {"SYNMON_RELEASE": "v1", "SYNMON_MESSAGE_VERSION": "1"}

@@ -96,6 +96,7 @@ def synmon_rollout(settings: Settings, *args: str) -> subprocess.CompletedProces
     return synmon_command("rollout", "-l", LOCATION, "-k", "http", *args, env=env)
 
 
+@pytest.mark.processes
 def test_the_command_refuses_to_signal_a_sleep(settings: Settings) -> None:
     with running(["sleep", "300"]) as sleeper:
         result = synmon_rollout(settings, "--count", "1", "--replace", str(sleeper.pid))
@@ -108,6 +109,7 @@ def test_the_command_refuses_to_signal_a_sleep(settings: Settings) -> None:
         assert sleeper.poll() is None  # still running: never signalled
 
 
+@pytest.mark.processes
 def test_count_must_be_at_least_one(settings: Settings) -> None:
     with running(["sleep", "300"]) as sleeper:
         result = synmon_rollout(settings, "--count", "0", "--replace", str(sleeper.pid))
@@ -121,6 +123,7 @@ def test_count_must_be_at_least_one(settings: Settings) -> None:
         assert sleeper.poll() is None
 
 
+@pytest.mark.processes
 def test_a_stale_pid_is_refused(settings: Settings) -> None:
     gone = subprocess.Popen(["sleep", "0"])
     gone.wait(timeout=10)
@@ -143,6 +146,7 @@ def test_pids_that_would_signal_more_than_a_worker(
         old_workers(settings, LOCATION, "http", pids)
 
 
+@pytest.mark.processes
 def test_a_worker_by_name_alone_is_not_enough(settings: Settings, tmp_path: Path) -> None:
     argv = impostor(tmp_path)
     with running(argv) as fake:
@@ -164,6 +168,7 @@ def test_a_worker_by_name_alone_is_not_enough(settings: Settings, tmp_path: Path
         assert fake.wait(timeout=10) == -signal.SIGTERM
 
 
+@pytest.mark.processes
 def test_a_pool_process_is_refused(settings: Settings, tmp_path: Path) -> None:
     argv = impostor(tmp_path, forks=True)
     with running(argv) as parent:
@@ -179,6 +184,7 @@ def test_a_pool_process_is_refused(settings: Settings, tmp_path: Path) -> None:
         assert psutil.pid_exists(child)
 
 
+@pytest.mark.processes
 def test_a_process_that_exited_after_the_check_is_not_signalled(
     settings: Settings, tmp_path: Path
 ) -> None:

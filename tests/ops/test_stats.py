@@ -67,6 +67,7 @@ def test_stats_by_location_and_by_check(database_url: str) -> None:
     assert by_check["a"].runs == 102 and by_check["b"].failed == 10
 
 
+@pytest.mark.processes
 def test_synmon_stats_command(postgres_url: str, tmp_path: object) -> None:
     add_runs(postgres_url, "eu-west-1", "a", [100.0, 200.0, 300.0], "passed")
     synmon = Synmon({"SYNMON_DATABASE_URL": postgres_url, "SYNMON_ENV": "test"}, tmp_path)  # type: ignore[arg-type]

@@ -40,6 +40,8 @@ from tests.support.envelopes import run_request_of
 from tests.support.processes import MotoServer, free_port, moto_server
 from tests.support.settings import make_settings
 
+pytestmark = pytest.mark.processes
+
 QUEUE_LIMIT = 64 * 1024
 # Far beyond the queue's limit once base64-encoded twice, far below the batch budget.
 PADDING = "refused-padding-" * 6000

@@ -28,6 +28,8 @@ from tests.support.processes import MotoServer, moto_server, wait_until
 from tests.support.results import run_result
 from tests.support.settings import make_settings
 
+pytestmark = pytest.mark.processes
+
 PADDING = "refused-padding-" * 6000  # far beyond the queue's limit below
 
 

@@ -22,6 +22,8 @@ from tests.support.pipeline import http_check, running_pipeline
 from tests.support.processes import wait_until
 from tests.support.servers import TargetServer, http_target
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture
 def target() -> Iterator[TargetServer]:

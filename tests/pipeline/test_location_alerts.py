@@ -19,6 +19,8 @@ from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.processes import free_port, wait_until
 from tests.support.servers import TargetServer, http_target
 
+pytestmark = pytest.mark.processes
+
 EU, US = "eu-west-1", "us-east-1"
 
 

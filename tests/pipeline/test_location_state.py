@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlalchemy import select
 
@@ -221,6 +222,7 @@ def test_an_alert_opened_by_the_release_before_stays_open(database_url: str) -> 
     assert events(env) == ["recovery"]
 
 
+@pytest.mark.processes
 def test_the_commands_show_each_location(database_url: str, tmp_path: Path) -> None:
     env = prepare(database_url)
     now = datetime.now(UTC)

@@ -24,7 +24,7 @@ from tests.support.processes import wait_until
 from tests.support.results import run_result
 from tests.support.servers import TargetServer, http_target
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from app.storage.models import CheckRunRow
 from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.servers import TargetServer, http_target
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 LOCATIONS = ["eu-west-1", "us-east-1"]
 # Between the start of one attempt and the next: the attempt itself, ingest picking up
 # its result (long poll of 1 s), the outbox relay, and a worker's long poll.

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from sqlalchemy import func, select
 
@@ -52,6 +53,7 @@ def count(database_url: str, model: type) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
+@pytest.mark.processes
 def test_two_hundred_checks_sync_idempotently(database_url: str, tmp_path: Path) -> None:
     write_checks(tmp_path, 200)
     first = synmon(database_url, "sync", str(tmp_path))
@@ -64,6 +66,7 @@ def test_two_hundred_checks_sync_idempotently(database_url: str, tmp_path: Path)
     assert second.stdout.startswith("no changes: 201 definition(s) already up to date")
 
 
+@pytest.mark.processes
 def test_one_bad_check_among_good_ones_applies_nothing(database_url: str, tmp_path: Path) -> None:
     write_checks(tmp_path, 100)
     bad = yaml.safe_load((tmp_path / "checks-050.yaml").read_text())
@@ -75,6 +78,7 @@ def test_one_bad_check_among_good_ones_applies_nothing(database_url: str, tmp_pa
     assert count(database_url, CheckRow) == 0 and count(database_url, ChannelRow) == 0
 
 
+@pytest.mark.processes
 def test_updates_and_removals_are_reported(database_url: str, tmp_path: Path) -> None:
     write_checks(tmp_path, 60)
     assert synmon(database_url, "sync", str(tmp_path)).returncode == 0

@@ -107,6 +107,7 @@ def mixed(target: TargetServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield pipeline
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_each_release_reads_the_others_messages(mixed: Pipeline) -> None:
     from tests.support.faults import assert_exactly_once
@@ -136,6 +137,7 @@ def test_each_release_reads_the_others_messages(mixed: Pipeline) -> None:
         assert row.trigger == ("manual" if expected[1] == 2 and request_version == 2 else None)
 
 
+@pytest.mark.processes
 def test_a_v2_task_body_is_unchanged_celery(mixed: Pipeline) -> None:
     """The version lives in the argument, not the envelope: any Celery reads both."""
     request = RunRequest(uuid.uuid4(), mixed.definition("both"), "eu-west-1", datetime.now(UTC))

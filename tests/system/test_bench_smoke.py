@@ -14,7 +14,7 @@ import pytest
 from bench.__main__ import BENCHMARKS
 from tests.support.processes import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 
 def test_every_benchmark_runs_and_checks_its_results(tmp_path: Path) -> None:

@@ -249,6 +249,7 @@ def test_variables_and_outputs_are_documented() -> None:
         assert variable in readme, f"README does not document region variable {variable}"
 
 
+@pytest.mark.processes
 def test_checkov_finds_nothing_unexplained(tmp_path: Path) -> None:
     assert CHECKOV.exists(), "checkov lives in .tools/checkov: run `make test`, which installs it"
     result = subprocess.run(
@@ -325,6 +326,7 @@ def commands(output: str) -> list[str]:
     return [line[2:] for line in output.splitlines() if line.startswith("+ ")]
 
 
+@pytest.mark.processes
 def test_release_dry_run_prints_the_seed_steps_in_order() -> None:
     result = run_release(
         "--dry-run", "--yes", "--registry", "registry.example.com/synmon", "--version", "1.2.3"
@@ -349,6 +351,7 @@ def test_release_dry_run_prints_the_seed_steps_in_order() -> None:
     assert "dry run" in result.stdout
 
 
+@pytest.mark.processes
 def test_release_replaces_one_instance_at_a_time_and_waits_for_approval(tmp_path: Path) -> None:
     """With stand-ins for docker and terraform that record what they are asked."""
     log = tmp_path / "calls.log"

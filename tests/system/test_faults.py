@@ -32,7 +32,7 @@ from tests.support.results import run_result
 from tests.support.servers import TargetServer, http_target
 from tests.support.tcp_proxy import Outage
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 
 @pytest.fixture(scope="module")

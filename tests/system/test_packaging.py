@@ -42,7 +42,7 @@ from tests.support import packaging_probe
 from tests.support.processes import ROOT
 
 # 15-35 s on two cores: a wheel build, a pip install and several synmon processes.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 PACKAGES = ["app", "tasks", "config"]
 # The site-packages of the environment running the tests: the new virtualenv's

@@ -28,7 +28,7 @@ from tests.support.plain_worker import start_plain_worker
 from tests.support.processes import free_port, kill_group, wait_until
 from tests.support.servers import TargetServer, http_target, https_target
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 LOCATIONS = "eu-west-1,us-east-1"
 
 

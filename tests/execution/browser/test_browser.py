@@ -19,7 +19,7 @@ from tests.support.processes import free_port
 from tests.support.servers import TargetServer, serving
 from tests.support.settings import make_settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 PASSWORD = "correct-horse"
 
 

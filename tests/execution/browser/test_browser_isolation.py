@@ -133,6 +133,7 @@ def hostile_run(
         host.close()
 
 
+@pytest.mark.processes
 def test_a_page_reaches_no_udp_or_tcp_port_past_the_proxy(hostile_run: HostileRun) -> None:
     result = hostile_run.result
     assert result.status == "passed", result.error
@@ -147,6 +148,7 @@ def test_a_page_reaches_no_udp_or_tcp_port_past_the_proxy(hostile_run: HostileRu
     assert all(r.verdict != FORWARDED for r in towards), towards
 
 
+@pytest.mark.processes
 def test_chromium_joins_no_multicast_group_and_opens_no_mdns_socket(
     hostile_run: HostileRun,
 ) -> None:
@@ -157,6 +159,7 @@ def test_chromium_joins_no_multicast_group_and_opens_no_mdns_socket(
         assert watch.group_users.get(group, 0) <= hostile_run.groups_before[group], group
 
 
+@pytest.mark.processes
 def test_a_runs_proxy_log_holds_only_the_checks_requests(
     site: HostileServer, tmp_path: Path
 ) -> None:

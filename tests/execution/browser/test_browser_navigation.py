@@ -20,7 +20,7 @@ from tests.support.browsers import browser_host, run, steps_passed
 from tests.support.navigation_pages import NavigationServer
 from tests.support.servers import serving
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 # What the landing page is checked with, right after the step that starts the move.
 ON_LANDING: list[Any] = [

@@ -73,6 +73,7 @@ def visit_both_origins(own: NavigationServer, third: NavigationServer) -> list[A
     ]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("where", ["browser", "steps"])
 def test_headers_and_credentials_go_to_the_checks_own_origin_only(
     host: BrowserHost, own: NavigationServer, third: NavigationServer, where: str
@@ -171,6 +172,7 @@ def typing_run(host: BrowserHost, site: NavigationServer, placeholder: str) -> l
     return [Path(a["url"].removeprefix("file://")).read_bytes() for a in result.artifacts]
 
 
+@pytest.mark.processes
 def test_a_typed_secret_never_shows_in_a_screenshot(
     host: BrowserHost, own: NavigationServer
 ) -> None:
@@ -185,6 +187,7 @@ def test_a_typed_secret_never_shows_in_a_screenshot(
     assert shown_a[0] != first[0]
 
 
+@pytest.mark.processes
 def test_console_lines_and_urls_are_redacted_before_they_are_cut(
     host: BrowserHost, own: NavigationServer, third: NavigationServer
 ) -> None:

@@ -19,7 +19,7 @@ from tests.support.pipeline import Pipeline, running_pipeline
 from tests.support.processes import wait_until
 from tests.support.servers import serving
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 
 @pytest.fixture(scope="module")

@@ -256,6 +256,7 @@ def test_a_hanging_dns_lookup_is_a_timeout(stalled_dns: str) -> None:
     _timed_out(result)
 
 
+@pytest.mark.processes
 def test_a_forked_worker_process_gets_a_working_watchdog() -> None:
     """Celery's prefork pool forks worker processes; a parent thread may hold the
     watchdog's lock at that moment, and the child must not inherit it held."""
