@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import BaseServer
+from socketserver import BaseServer, TCPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -154,6 +155,19 @@ def serving(server: Served) -> Iterator[Served]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def shut_down(server: TCPServer) -> None:
+    """``server.shutdown()`` without waiting out the poll interval of a ``serve_forever``
+    started elsewhere (app/web's serve keeps the default 0.5 s): a connection wakes its select
+    at once."""
+    host, port = server.server_address[:2]
+    stopping = threading.Thread(target=server.shutdown, daemon=True)
+    stopping.start()
+    while stopping.is_alive():
+        with suppress(OSError):
+            socket.create_connection((host, port), timeout=1).close()
+        stopping.join(0.01)
 
 
 @contextmanager

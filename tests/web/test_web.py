@@ -15,6 +15,7 @@ from app.pipeline.sync import sync
 from app.storage.db import sessions
 from app.web.wsgi import StatusApp, serve
 from tests.support.results import stored_run
+from tests.support.servers import shut_down
 from tests.support.settings import make_settings
 
 
@@ -56,7 +57,7 @@ def site(database_url: str) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
-        server.shutdown()
+        shut_down(server)
 
 
 def test_pages_and_api(site: str, tmp_path: Path) -> None:
@@ -152,4 +153,4 @@ def test_each_location_shows_its_own_state(database_url: str) -> None:
         page = requests.get(site + "/", timeout=10).text
         assert "eu-west-1: failing" in page and "ap-south-1: unknown" in page
     finally:
-        server.shutdown()
+        shut_down(server)
