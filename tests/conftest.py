@@ -12,14 +12,8 @@ from tests.support.no_processes import (
     GUARD,
     MESSAGE,
     fast_run,
-    mark_from_here,
     processes_refused,
 )
-from tests.support.settings import make_settings
-
-# Re-exported only for tests/test_timeout_caps.py, which still imports it from here until it
-# moves into tests/config/; every other test imports tests.support.settings.
-__all__ = ["make_settings"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,12 +24,6 @@ def _no_processes_in_the_fast_run() -> Iterator[None]:
         return
     with processes_refused():
         yield
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Before -m selects, so that the marks added here count."""
-    mark_from_here(items, config.rootpath)
 
 
 @pytest.hookimpl(hookwrapper=True)

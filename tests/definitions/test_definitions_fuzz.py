@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from app.definitions.loader import MAX_SNAPSHOT_BYTES, DefinitionError, load_text, stored_size
 from app.definitions.models import MAX_NAME_CHARS, control_character
+from config.settings import ConfigError
 from tests.support.settings import make_settings
 
 SETTINGS = make_settings()
@@ -228,6 +229,6 @@ def leaves(value: object) -> Iterator[object]:
 def _location_ok(location: str) -> bool:
     try:
         make_settings(SYNMON_LOCATIONS=f"{location},us-east-1")
-    except ValueError:
+    except ConfigError:
         return False
     return True

@@ -14,7 +14,6 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -66,23 +65,3 @@ def processes_refused() -> Iterator[ProcessGuard]:
         for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp"):
             patch.setattr(os, name, GUARD.refuse(f"os.{name}"))
         yield GUARD
-
-
-# Tests that start a process in modules another engineer is editing: marked from here until
-# they move into tests/config/ and carry the marker themselves (then this goes).
-MARKED_FROM_HERE = {
-    "tests/test_config.py": {
-        "test_a_command_stops_with_the_variable_at_fault",
-        "test_a_bad_allowed_target_stops_every_command_at_start",
-    },
-    "tests/test_readme_settings.py": {"test_the_table_renders_from_the_command_line"},
-    "tests/test_timeout_caps.py": {"test_synmon_sync_accepts_what_the_installation_allows"},
-}
-
-
-def mark_from_here(items: list[pytest.Item], root: Path) -> None:
-    """Add the processes marker to the tests of MARKED_FROM_HERE."""
-    for item in items:
-        module = item.path.relative_to(root).as_posix()
-        if getattr(item, "originalname", item.name) in MARKED_FROM_HERE.get(module, ()):
-            item.add_marker(pytest.mark.processes)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
+
+import pytest
 
 from config.settings import DECLARED, PUBLIC_PREFIX, SECRET_PREFIX, settings_table
+from tests.support.processes import ROOT
 
-ROOT = Path(__file__).parents[1]
 VARIABLE = re.compile(r"SYNMON_[A-Z0-9_]*[A-Z0-9]")
 
 
@@ -26,6 +27,7 @@ def test_the_readme_table_is_the_rendered_declarations() -> None:
     assert readme_table() == settings_table()
 
 
+@pytest.mark.processes
 def test_the_table_renders_from_the_command_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "config.settings", "--markdown-table"],

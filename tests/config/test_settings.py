@@ -144,6 +144,7 @@ def test_regional_queues_live_in_their_locations_region() -> None:
         )
 
 
+@pytest.mark.processes
 def test_a_command_stops_with_the_variable_at_fault() -> None:
     import os
     import subprocess
@@ -190,6 +191,7 @@ def test_allowed_targets_are_parsed_once_into_networks_and_ports() -> None:
 @pytest.mark.parametrize(
     "args", [["sync", "--dry-run", "checks"], ["health"], ["worker", "--kind", "http"]]
 )
+@pytest.mark.processes
 def test_a_bad_allowed_target_stops_every_command_at_start(args: list[str], tmp_path: Path) -> None:
     import os
     import subprocess

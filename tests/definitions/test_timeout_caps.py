@@ -14,9 +14,8 @@ import yaml
 from app.definitions.loader import DefinitionError, load_text
 from app.definitions.models import Check
 from config.settings import reset_settings
-from tests.conftest import make_settings
-
-ROOT = Path(__file__).parents[1]
+from tests.support.processes import ROOT
+from tests.support.settings import make_settings
 
 
 def http_check(timeout: str) -> dict[str, object]:
@@ -82,6 +81,7 @@ def test_a_lowered_maximum_is_the_loaders_to_apply(monkeypatch: pytest.MonkeyPat
     assert snapshot.timeout == 20
 
 
+@pytest.mark.processes
 def test_synmon_sync_accepts_what_the_installation_allows(tmp_path: Path) -> None:
     (tmp_path / "checks.yaml").write_text(yaml.safe_dump({"checks": [http_check("45s")]}))
     env = {
