@@ -15,7 +15,7 @@ synmon worker
 
 Tasks keep flowing through SQS. This relies on Celery internals (the consumer's
 bootsteps and ``celery.worker.control.Panel``): Celery is pinned, and
-``tests/test_side_channel.py`` fails the day an upgrade breaks it.
+``tests/celery/test_side_channel.py`` fails the day an upgrade breaks it.
 
 The side channel is a Redis URL, or ``filesystem:///folder``: kombu's file transport,
 which needs no server and serves processes on one machine (``synmon up`` uses it when

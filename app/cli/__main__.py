@@ -2,6 +2,6 @@
 
 from app.cli import main
 
-# Guarded so that importing every module (tests/test_packaging.py's probe) does not run it.
+# Guarded so that importing every module (tests/system/test_packaging.py's probe) does not run it.
 if __name__ == "__main__":
     main()
