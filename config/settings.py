@@ -563,7 +563,12 @@ class Settings:
         high=512,
     )
     browser_concurrency: int = setting(
-        "SYNMON_BROWSER_CONCURRENCY", 2, "processes per browser worker", low=1, high=64
+        "SYNMON_BROWSER_CONCURRENCY",
+        4,
+        "checks in flight per browser worker: incognito contexts of its one Chromium, each "
+        "run by a thread of Celery's `threads` pool",
+        low=1,
+        high=64,
     )
     dispatch_interval: float = setting(
         "SYNMON_DISPATCH_INTERVAL", 0.5, "seconds between two dispatcher ticks", low=0.1, high=60.0

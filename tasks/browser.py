@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
 
 from app.celery import app
 from app.celery.worker import backoff_redelivery, receive_count
@@ -28,9 +28,11 @@ def run_browser(self: Any, request: dict[str, Any]) -> str:
     return result.status
 
 
+@worker_shutdown.connect
 @worker_process_shutdown.connect
 def close_browser(**_: Any) -> None:
-    """A pool process that exits takes its Chromium with it."""
+    """A worker that exits takes its Chromium with it: the worker itself on the threads
+    pool (``synmon worker``), a pool process on prefork (a plain ``celery worker``)."""
     from app.execution.browser.pool import close_host
 
     close_host()

@@ -63,7 +63,9 @@ def worker(
     if kind == "http":
         default, pool = settings.http_concurrency, settings.http_pool
     else:
-        default, pool = settings.browser_concurrency, "prefork"
+        # One Chromium per process, a run per thread: each thread hands its run to the
+        # loop that drives Chromium and waits (app/execution/browser/pool.py).
+        default, pool = settings.browser_concurrency, "threads"
     queue = queue_name(settings, "run", location, kind)  # type: ignore[arg-type]
     node = name or f"{kind}-{location}@%h"
     celery_app.worker_main(_celery_argv(settings, [queue], node, concurrency or default, pool))

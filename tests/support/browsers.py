@@ -3,6 +3,7 @@ run on it from its steps alone."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,30 @@ def browser_host(folder: Path, **env: str) -> Iterator[BrowserHost]:
         yield host
     finally:
         host.close()
+
+
+def run_together(host: BrowserHost, steps: list[list[Any]]) -> list[RunResult]:
+    """The results of one check per ``steps`` list, all run on ``host`` at once (a thread
+    each, as the worker's threads pool does), in the order given."""
+    results: list[RunResult | BaseException | None] = [None] * len(steps)
+    start = threading.Barrier(len(steps))
+
+    def one(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = run(host, steps[index])
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            results[index] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(steps))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if isinstance(result, RunResult)]
 
 
 def run(host: BrowserHost, steps: list[Any], **extra: Any) -> RunResult:

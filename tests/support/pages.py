@@ -69,6 +69,18 @@ fetch('http://10.0.0.1/').catch(() => {{}});
 </script></body></html>"""
 
 
+# A page that says who it is everywhere a run records something: its title, a console
+# error, a request the guard refuses (to 127.0.0.1:{blocked}), and a subresource that
+# is missing; it shows #done after {delay} ms, so that runs of it overlap.
+NOISY = """<!doctype html><html><head><title>Noisy {tag}</title></head><body>
+<p id="tag">{tag}</p><img src="/missing-{tag}.png">
+<script>
+console.error('noisy {tag}');
+fetch('http://127.0.0.1:{blocked}/from-{tag}').catch(() => null);
+setTimeout(() => document.body.insertAdjacentHTML('beforeend', '<p id="done">done</p>'), {delay});
+</script></body></html>"""
+
+
 class PageHandler(TargetHandler):
     def _route(self) -> None:
         parts = urlsplit(self.path)
@@ -99,6 +111,12 @@ class PageHandler(TargetHandler):
             self._page(JS_ERROR)
         elif path == "/broken-resources":
             self._page(BROKEN_RESOURCES.format(closed=query.get("closed", "9")))
+        elif path == "/noisy":
+            self._page(
+                NOISY.format(
+                    tag=query["tag"], blocked=int(query["blocked"]), delay=int(query["delay"])
+                )
+            )
         elif path == "/never-loads":
             self._page(NEVER_LOADS)
         elif path == "/ssrf":

@@ -32,6 +32,9 @@ log = logging.getLogger("synmon.browser")
 USER_DATA_PREFIX = "synmon-chromium-"
 PR_SET_PDEATHSIG = 1
 _ENDPOINT_RE = re.compile(rb"DevTools listening on (ws://\S+)")
+# Chromium sends loopback past any proxy unless told otherwise: given with every proxy
+# it is handed (at launch, and to each run's incognito context), so that nothing does.
+PROXY_BYPASS = "<-loopback>"
 
 # Where Chromium's own Google clients are sent instead of Google: a name under the
 # reserved ``.invalid`` top-level domain (RFC 6761) never resolves, and the guard proxy
@@ -179,7 +182,10 @@ def launch(
     if os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium refuses to run its sandbox as root
     if proxy_port is not None:
-        args += [f"--proxy-server=http://127.0.0.1:{proxy_port}", "--proxy-bypass-list=<-loopback>"]
+        args += [
+            f"--proxy-server=http://127.0.0.1:{proxy_port}",
+            f"--proxy-bypass-list={PROXY_BYPASS}",
+        ]
     args.append("about:blank")
     process = subprocess.Popen(
         args,

@@ -1,10 +1,17 @@
-"""One Chromium per worker process, a fresh incognito context per run.
+"""One Chromium per worker process, serving several runs at once, each in its own
+incognito context.
 
 The ``BrowserHost`` of a process owns the guard proxy, the Chromium process and the
-event loop that drives pyppeteer. It launches Chromium on first use (after Celery's
-fork), relaunches it when it has crashed or hangs, and recycles it after
-``SYNMON_BROWSER_RECYCLE_AFTER`` runs, so that a slow leak in Chromium never becomes
-the worker's problem.
+one event loop that drives pyppeteer, on a thread of its own: the worker's threads
+(Celery's ``threads`` pool) hand their runs to that loop and wait for the result, so
+``SYNMON_BROWSER_CONCURRENCY`` runs share one Chromium. Each run has its own context,
+page, proxy port (so what the proxy refused is that run's alone), events and
+screenshots; nothing of one run reaches another's result.
+
+The host launches Chromium on first use, relaunches it when it has crashed or hangs
+(the runs in flight on it fail as browser errors), and recycles it after
+``SYNMON_BROWSER_RECYCLE_AFTER`` runs once the runs in flight on it have ended, so that
+a slow leak in Chromium never becomes the worker's problem.
 """
 
 from __future__ import annotations
@@ -13,22 +20,34 @@ import asyncio
 import atexit
 import logging
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pyppeteer
+from pyppeteer.browser import BrowserContext
 from pyppeteer.errors import PyppeteerError
 
 from app.definitions.models import Check
 from app.definitions.placeholders import Placeholders, UndefinedVariable
 from app.execution.artifacts import store_for
-from app.execution.browser.chromium import BrowserLaunchError, Chromium, launch, sweep_orphans
-from app.execution.browser.proxy import GuardProxy
+from app.execution.browser.chromium import (
+    PROXY_BYPASS,
+    BrowserLaunchError,
+    Chromium,
+    launch,
+    sweep_orphans,
+)
+from app.execution.browser.proxy import GuardProxy, RunTraffic
 from app.execution.browser.steps import (
     NAVIGATION_TIMINGS_JS,
     RAW_LIMIT,
     TEXT_LIMIT,
+    PageCrashed,
     PageEvents,
     StepContext,
     StepFailed,
@@ -48,91 +67,185 @@ from config.settings import Settings
 
 log = logging.getLogger("synmon.browser")
 CONTROL_TIMEOUT = 15.0  # opening or closing a context takes well under a second when healthy
+# Beyond its check's timeout, what a run may take: opening and closing its context, a
+# failure screenshot, the page's timings. A run still going then is stuck in the loop.
+RUN_MARGIN = 60.0
 
 
 class BrowserUnavailable(RetryableError, RuntimeError):
     """The browser could not be brought up: a job failure, the run is delivered again."""
 
 
+@dataclass
+class Session:
+    """One launch of Chromium and pyppeteer's connection to it."""
+
+    chromium: Chromium
+    browser: Any
+
+    def healthy(self) -> bool:
+        return self.chromium.alive() and bool(self.browser._connection._connected)
+
+
 class BrowserHost:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.loop = asyncio.new_event_loop()
         guard = TargetGuard(settings.allow_private_targets, settings.allowed_targets)
-        # Anything Chromium asks for while no check runs is its own traffic: refused.
+        # Each run's requests come on a port of its own; the port Chromium is launched
+        # with only ever carries Chromium's own traffic, and refuses all of it.
         self.proxy = GuardProxy(guard, refuse_between_runs=True).start()
-        self.chromium: Chromium | None = None
-        self.browser: Any = None
-        self.runs = 0
+        self.session: Session | None = None
+        self.runs = 0  # runs started on the current Chromium
+        self.in_flight = 0
         self.launches = 0
         self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        # Chromium dies with the thread that started it (PR_SET_PDEATHSIG follows the
+        # thread, not the process): it is started on this one, which lives as long as
+        # the host, and not on a worker thread that may come and go.
+        self._launcher = ThreadPoolExecutor(1, thread_name_prefix="synmon-chromium-launcher")
+        self._changes: asyncio.Condition | None = None  # made on the loop: see _admit
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="synmon-browser-loop", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def chromium(self) -> Chromium | None:
+        return self.session.chromium if self.session is not None else None
+
+    @property
+    def browser(self) -> Any:
+        return self.session.browser if self.session is not None else None
+
+    def _call(self, coroutine: Any, timeout: float | None = None) -> Any:
+        """``coroutine`` run on the host's loop, from any other thread; its result."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise
 
     # ------------------------------------------------------------ lifecycle
-    def _healthy(self) -> bool:
-        return (
-            self.chromium is not None
-            and self.chromium.alive()
-            and self.browser is not None
-            and bool(self.browser._connection._connected)
-        )
-
     def ensure(self) -> None:
-        if self.runs >= self.settings.browser_recycle_after:
-            self.restart(f"recycling after {self.runs} runs")
-        elif not self._healthy():
-            self.restart("starting" if self.chromium is None else "Chromium is gone")
+        """A healthy Chromium, launched (or recycled) if need be."""
+        self._call(self._admit(run=False))
 
-    def restart(self, reason: str) -> None:
-        self.close_browser()
+    async def _admit(self, run: bool) -> Session:
+        """The session a new run (``run``) goes on: launched when there is none or it is
+        gone; when it is due for recycling, replaced once its runs in flight have ended
+        (new runs wait for the new one meanwhile)."""
+        if self._changes is None:
+            self._changes = asyncio.Condition()
+        async with self._changes:
+            while self.session is not None and self.runs >= self.settings.browser_recycle_after:
+                if self.in_flight == 0:
+                    await self._restart(f"recycling after {self.runs} runs")
+                    break
+                await self._changes.wait()
+            if self.session is None or not self.session.healthy():
+                await self._restart("starting" if self.launches == 0 else "Chromium is gone")
+            assert self.session is not None
+            if run:
+                self.runs += 1
+                self.in_flight += 1
+            return self.session
+
+    async def _ended(self) -> None:
+        assert self._changes is not None
+        async with self._changes:
+            self.in_flight -= 1
+            self._changes.notify_all()
+
+    async def _restart(self, reason: str) -> None:
+        await self._close_session(self.session)
         log.info("launching Chromium (%s)", reason)
+        loop = asyncio.get_running_loop()
         if self.launches == 0:
-            sweep_orphans()
+            await loop.run_in_executor(self._launcher, sweep_orphans)
+        chromium: Chromium | None = None
         try:
-            self.chromium = launch(self.settings.chromium_path, self.proxy.port)
-            self.browser = self.loop.run_until_complete(
-                pyppeteer.connect(browserWSEndpoint=self.chromium.endpoint, defaultViewport=None)
+            chromium = await loop.run_in_executor(
+                self._launcher, launch, self.settings.chromium_path, self.proxy.port
+            )
+            browser = await pyppeteer.connect(
+                browserWSEndpoint=chromium.endpoint, defaultViewport=None
             )
         except (BrowserLaunchError, PyppeteerError, OSError) as exc:
-            self.close_browser()
+            if chromium is not None:
+                chromium.kill()
             raise BrowserUnavailable(f"cannot start Chromium: {exc}") from exc
+        self.session = Session(chromium, browser)
         self.launches += 1
         self.runs = 0
 
+    async def _retire(self, session: Session) -> None:
+        """``session`` is broken: closed, unless a newer one has replaced it already."""
+        if self.session is session:
+            self.session = None
+            await self._close_session(session)
+
+    async def _close_session(self, session: Session | None) -> None:
+        if session is None:
+            return
+        if self.session is session:
+            self.session = None
+        try:
+            await asyncio.wait_for(session.browser.disconnect(), 5)
+        except Exception as exc:  # noqa: BLE001 - it is being killed anyway
+            log.debug("disconnect failed: %s", exc)
+        await asyncio.get_running_loop().run_in_executor(None, session.chromium.kill)
+
     def close_browser(self) -> None:
-        if self.browser is not None:
-            try:
-                self.loop.run_until_complete(asyncio.wait_for(self.browser.disconnect(), 5))
-            except Exception as exc:  # noqa: BLE001 - it is being killed anyway
-                log.debug("disconnect failed: %s", exc)
-            self.browser = None
-        if self.chromium is not None:
-            self.chromium.kill()
-            self.chromium = None
+        if not self._closed:
+            self._call(self._close_session(self.session), CONTROL_TIMEOUT * 2)
 
     def close(self) -> None:
-        if os.getpid() != self.pid:
+        if os.getpid() != self.pid or self._closed:
             return  # a forked child does not own its parent's browser
-        self.close_browser()
+        try:
+            self.close_browser()
+        except Exception as exc:  # noqa: BLE001 - a stuck loop: Chromium dies with the process
+            log.warning("closing Chromium failed: %s", exc)
+        self._closed = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self._launcher.shutdown(wait=False)
         self.proxy.stop()
 
     # ------------------------------------------------------------ runs
     def run(self, check: Check, request: RunRequest, deliveries: int) -> RunResult:
-        self.ensure()
-        self.runs += 1
+        """The result of one run; called from any thread but the host's loop."""
+        assert check.browser is not None
+        try:
+            result: RunResult = self._call(
+                self._run_one(check, request, deliveries), check.browser.timeout + RUN_MARGIN
+            )
+        except FutureTimeout:
+            raise BrowserUnavailable(
+                f"the run did not end within {check.browser.timeout + RUN_MARGIN:g}s"
+            ) from None
+        return result
+
+    async def _run_one(self, check: Check, request: RunRequest, deliveries: int) -> RunResult:
+        session = await self._admit(run=True)
         observation = Observation(started_at=datetime.now(UTC))
         placeholders = Placeholders(self.settings.variables, self.settings.public_variables)
         secrets: set[str] = set()
-        self.proxy.state.take()
         try:
-            with self.proxy.check_run():
-                self.loop.run_until_complete(
-                    self._run(check, request, observation, placeholders, secrets)
+            with self.proxy.run_port() as traffic:
+                await self._run(
+                    session, traffic, check, request, observation, placeholders, secrets
                 )
         except BrowserUnavailable:
-            self.close_browser()
+            await self._retire(session)
             raise
-        if self.chromium is None or not self.chromium.alive():
-            self.close_browser()
+        finally:
+            await self._ended()
+        if not session.chromium.alive():
+            await self._retire(session)
         observation.stop()
         return to_result(
             check, request, observation, self.settings, deliveries, secrets | placeholders.used
@@ -145,8 +258,21 @@ class BrowserHost:
             # A browser that cannot open a context is broken, not the target.
             raise BrowserUnavailable(f"Chromium did not {what}: {exc or 'timed out'}") from exc
 
+    async def _new_context(self, session: Session, traffic: RunTraffic) -> BrowserContext:
+        """An incognito context whose every request goes to the run's own proxy port."""
+        browser = session.browser
+        created = await browser._connection.send(
+            "Target.createBrowserContext",
+            {"proxyServer": f"http://127.0.0.1:{traffic.port}", "proxyBypassList": PROXY_BYPASS},
+        )
+        context = BrowserContext(browser, created["browserContextId"])
+        browser._contexts[created["browserContextId"]] = context  # as pyppeteer's own does
+        return context
+
     async def _run(
         self,
+        session: Session,
+        traffic: RunTraffic,
         check: Check,
         request: RunRequest,
         observation: Observation,
@@ -156,9 +282,7 @@ class BrowserHost:
         spec = check.browser
         assert spec is not None
         deadline = time.monotonic() + spec.timeout
-        context = await self._control(
-            self.browser.createIncognitoBrowserContext(), "open a context"
-        )
+        context = await self._control(self._new_context(session, traffic), "open a context")
         try:
             page = await self._control(context.newPage(), "open a page")
             events = PageEvents()
@@ -206,7 +330,7 @@ class BrowserHost:
                 placeholders=placeholders,
                 deadline=deadline,
                 screenshot=screenshot,
-                refusals=self.proxy.state.take,
+                refusals=traffic.take,
                 events=events,
                 secrets=secrets,
                 typed_secrets=typed_secrets,
@@ -221,21 +345,31 @@ class BrowserHost:
             except UndefinedVariable as exc:
                 observation.fail(CONFIG, str(exc))
             else:
-                await self._steps(ctx, check, observation, deadline)
+                await self._steps(session, ctx, check, observation, deadline)
             # Refused after the last step began (a script's late request): recorded too.
-            events.blocked(self.proxy.state.take())
+            events.blocked(traffic.take())
             await self._finish_page(
-                page, events, observation, redactor_for(frozenset(secrets | placeholders.used))
+                session,
+                page,
+                events,
+                observation,
+                redactor_for(frozenset(secrets | placeholders.used)),
             )
         finally:
             try:
                 await asyncio.wait_for(context.close(), CONTROL_TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - a context that will not close means a sick browser
                 log.warning("closing the context failed (%s); restarting Chromium", exc)
-                self.runs = self.settings.browser_recycle_after
+                if self.session is session:  # replaced once its other runs have ended
+                    self.runs = self.settings.browser_recycle_after
 
     async def _steps(
-        self, ctx: StepContext, check: Check, observation: Observation, deadline: float
+        self,
+        session: Session,
+        ctx: StepContext,
+        check: Check,
+        observation: Observation,
+        deadline: float,
     ) -> None:
         spec = check.browser
         assert spec is not None
@@ -254,7 +388,7 @@ class BrowserHost:
                     raise TimeoutError
                 await asyncio.wait_for(run_step(ctx, step), remaining)
             except Exception as exc:  # noqa: BLE001 - every failure of a step is reported, none escapes
-                observation.fail(*await self._failure(spec.timeout, index, step, exc))
+                observation.fail(*await self._failure(session, spec.timeout, index, step, exc))
             outcome["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
             outcome["passed"] = observation.error is None
             if observation.error is not None:
@@ -274,14 +408,14 @@ class BrowserHost:
                         "skipped": True,
                     }
                 )
-            if self.chromium is not None and self.chromium.alive():
+            if session.chromium.alive() and not ctx.events.crashed:
                 try:
                     await ctx.screenshot("failure")
                 except Exception as exc:  # noqa: BLE001 - the failure matters more than its picture
                     log.warning("no screenshot of the failure: %s", exc)
 
     async def _failure(
-        self, check_timeout: float, index: int, step: Any, exc: Exception
+        self, session: Session, check_timeout: float, index: int, step: Any, exc: Exception
     ) -> tuple[str, str]:
         """(error kind, message) for a step that raised ``exc``."""
         where = f"step {index + 1} ({describe(step)})"
@@ -291,26 +425,32 @@ class BrowserHost:
             return TIMEOUT, f"check timed out after {check_timeout:g}s in {where}"
         if isinstance(exc, UndefinedVariable):
             return CONFIG, f"{where}: {exc}"
-        if not await self._survives():
+        if not await self._survives(session):
             return BROWSER, f"Chromium crashed during {where}"
-        if "Target closed" in str(exc):
+        if isinstance(exc, PageCrashed) or "Target closed" in str(exc):
             return BROWSER, f"the page crashed during {where}"
         log.warning("%s failed unexpectedly", where, exc_info=exc)
         return BROWSER, f"{where}: {(str(exc).splitlines() or [type(exc).__name__])[0][:RAW_LIMIT]}"
 
-    async def _survives(self, grace: float = 1.0) -> bool:
-        """Whether the browser is still healthy after an error (a dying one gets ``grace`` s)."""
+    async def _survives(self, session: Session, grace: float = 1.0) -> bool:
+        """Whether the run's browser is still healthy after an error (a dying one gets
+        ``grace`` s); a newer one that replaced it meanwhile does not count."""
         deadline = time.monotonic() + grace
-        while self._healthy():
+        while session.healthy():
             if time.monotonic() >= deadline:
                 return True
             await asyncio.sleep(0.05)
         return False
 
     async def _finish_page(
-        self, page: Any, events: PageEvents, observation: Observation, redactor: Redactor
+        self,
+        session: Session,
+        page: Any,
+        events: PageEvents,
+        observation: Observation,
+        redactor: Redactor,
     ) -> None:
-        alive = self.chromium is not None and self.chromium.alive()
+        alive = session.chromium.alive() and not events.crashed  # else nothing answers
 
         def shown(text: str) -> str:  # redacted first, then cut: no half secret shows
             return redactor.cut(text, TEXT_LIMIT, already_cut=len(text) >= RAW_LIMIT)
@@ -339,14 +479,16 @@ class BrowserHost:
 
 
 _host: BrowserHost | None = None
+_host_lock = threading.Lock()  # the worker's threads ask for it at once on the first runs
 
 
 def host(settings: Settings) -> BrowserHost:
     global _host  # noqa: PLW0603 - one browser host per worker process
-    if _host is None or _host.pid != os.getpid():
-        _host = BrowserHost(settings)
-        atexit.register(_host.close)
-    return _host
+    with _host_lock:
+        if _host is None or _host.pid != os.getpid():
+            _host = BrowserHost(settings)
+            atexit.register(_host.close)
+        return _host
 
 
 def close_host() -> None:

@@ -17,6 +17,13 @@ cannot resolve), the hosts of Chromium's update, component, safe-browsing, varia
 and messaging services, and, once the owner says runs are bracketed
 (``refuse_between_runs``), every request made while no check is running. Every request
 the proxy sees is kept in a bounded log (``ProxyState.seen``) with what became of it.
+
+Several runs share one Chromium, each in its own incognito context, and the proxy must
+know which run a request is for: each run gets a port of its own (``run_port``), which
+its context is told to use as its proxy. What arrives on that port is the run's, what
+the guard refused of it is the run's alone, and once the run is over the port is closed:
+"between runs", for a context, is any time its port is not open. The port Chromium is
+launched with then carries no run's requests at all, only Chromium's own traffic.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import logging
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -116,6 +123,18 @@ class ProxyState:
         return taken
 
 
+@dataclass
+class RunTraffic:
+    """One run's side of the proxy: the port its context uses, and its own log."""
+
+    port: int
+    state: ProxyState = field(default_factory=ProxyState)
+
+    def take(self) -> list[Refusal]:
+        """The run's refused requests since the last call."""
+        return self.state.take()
+
+
 def chromium_service_reason(host: str) -> str | None:
     """Why ``host`` is Chromium's own traffic and not a page's, or None."""
     name = host.lower().rstrip(".")
@@ -161,8 +180,9 @@ class GuardProxy:
         def serve() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
+            handler = functools.partial(self._handle, self.state, self._running)
             self._server = loop.run_until_complete(
-                asyncio.start_server(self._handle, "127.0.0.1", 0, limit=MAX_HEAD)
+                asyncio.start_server(handler, "127.0.0.1", 0, limit=MAX_HEAD)
             )
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
@@ -177,6 +197,36 @@ class GuardProxy:
         if self._loop is not None and self._server is not None:
             self._loop.call_soon_threadsafe(self._server.close)
             self._loop.call_soon_threadsafe(self._loop.stop)
+
+    @contextlib.contextmanager
+    def run_port(self) -> Iterator[RunTraffic]:
+        """A port of one run's own, open until the block ends; its requests are forwarded
+        (when the guard allows them) and what was refused of them is kept for it alone."""
+        assert self._loop is not None, "start() the proxy first"
+        # Bound and listening here, so the port is known at once and a connection made
+        # before the proxy's loop serves it waits in the backlog.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+        traffic = RunTraffic(sock.getsockname()[1])
+        done = asyncio.Event()  # bound to the proxy's loop when first awaited there
+        handler = functools.partial(self._handle, traffic.state, lambda: True)
+        asyncio.run_coroutine_threadsafe(self._serve_run(sock, handler, done), self._loop)
+        try:
+            yield traffic
+        finally:
+            self._loop.call_soon_threadsafe(done.set)
+
+    async def _serve_run(
+        self, sock: socket.socket, handler: Callable[..., object], done: asyncio.Event
+    ) -> None:
+        try:
+            server = await asyncio.start_server(handler, sock=sock, limit=MAX_HEAD)  # type: ignore[arg-type]
+            await done.wait()
+            server.close()  # the listener only: a tunnel of the run ends with its context
+        finally:
+            sock.close()
 
     @contextlib.contextmanager
     def check_run(self) -> Iterator[None]:
@@ -221,7 +271,21 @@ class GuardProxy:
             await writer.drain()
             writer.close()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _record(self, state: ProxyState, request: ProxyRequest) -> None:
+        """Into the proxy's log, and into the run's when the request came on a run's port."""
+        self.state.record(request)
+        if state is not self.state:
+            state.record(request)
+
+    async def _handle(
+        self,
+        state: ProxyState,
+        running: Callable[[], bool],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """One connection to the port whose refusals go to ``state``, forwarded (when the
+        guard allows) while ``running()``."""
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
@@ -249,33 +313,33 @@ class GuardProxy:
         service = chromium_service_reason(host)
         # A sink name is expected a few times on every launch: not worth an info line.
         level = logging.DEBUG if host.lower().rstrip(".").endswith(".invalid") else logging.INFO
-        if not self._running():
-            self.state.record(ProxyRequest(method, host, port, OUTSIDE_RUN))
+        if not running():
+            self._record(state, ProxyRequest(method, host, port, OUTSIDE_RUN))
             log.log(level, "refused %s %s:%s: no check is running", method, host, port)
             await self._refuse(writer, "403 Forbidden", "no check is running")
             return
         if service is not None:
             message = f"refused to connect to {host}: {service}"
-            self.state.record(ProxyRequest(method, host, port, CHROMIUM))
+            self._record(state, ProxyRequest(method, host, port, CHROMIUM))
             log.log(level, "%s", message)
             if level == logging.INFO:
                 # A flag stopped working, or a page names such a host: its check
                 # reports the refusal with its other blocked requests.
-                self.state.refuse(Refusal(host, port, message))
+                state.refuse(Refusal(host, port, message))
             await self._refuse(writer, "403 Forbidden", message)
             return
         try:
             upstream_reader, upstream_writer = await self._open(host, port)
         except ForbiddenTarget as exc:
-            self.state.record(ProxyRequest(method, host, port, REFUSED))
-            self.state.refuse(Refusal(host, port, str(exc)))
+            self._record(state, ProxyRequest(method, host, port, REFUSED))
+            state.refuse(Refusal(host, port, str(exc)))
             await self._refuse(writer, "403 Forbidden", str(exc))
             return
         except (OSError, socket.gaierror) as exc:
-            self.state.record(ProxyRequest(method, host, port, UNREACHABLE))
+            self._record(state, ProxyRequest(method, host, port, UNREACHABLE))
             await self._refuse(writer, "502 Bad Gateway", f"cannot reach {host}:{port}: {exc}")
             return
-        self.state.record(ProxyRequest(method, host, port, FORWARDED))
+        self._record(state, ProxyRequest(method, host, port, FORWARDED))
         if method == "CONNECT":
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await writer.drain()

@@ -91,6 +91,10 @@ class GuardRefused(StepFailed):
         super().__init__(message, FORBIDDEN)
 
 
+class PageCrashed(RuntimeError):
+    """The page's renderer died under a step: a browser error of this run alone."""
+
+
 @dataclass
 class PageEvents:
     """What the page reported while the steps ran."""
@@ -99,9 +103,11 @@ class PageEvents:
     failed_requests: list[dict[str, Any]] = field(default_factory=list)
     main_navigations: int = 0
     crashed: bool = False  # the page's renderer died: nothing more will happen in it
+    crash: asyncio.Event = field(default_factory=asyncio.Event)  # set with ``crashed``
 
     def page_crashed(self, error: Any) -> None:
         self.crashed = True
+        self.crash.set()
 
     def console(self, message: Any) -> None:
         if message.type == "error" and len(self.console_errors) < MAX_EVENTS:
@@ -679,7 +685,20 @@ ACTIONS: dict[str, Callable[[StepContext, Any], Awaitable[None]]] = {
 
 
 async def run_step(ctx: StepContext, step: Step) -> None:
+    """One step; it ends with ``PageCrashed`` as soon as its page's renderer dies (a call
+    into a dead renderer would otherwise wait out the step's timeout)."""
     ctx.navigations_at_step_start = ctx.events.main_navigations
-    await ACTIONS[step.action](ctx, step.parsed())
+    action = asyncio.ensure_future(ACTIONS[step.action](ctx, step.parsed()))
+    crash = asyncio.ensure_future(ctx.events.crash.wait())
+    try:
+        await asyncio.wait({action, crash}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        crash.cancel()
+        if not action.done():
+            action.cancel()
+    if not action.done() or action.cancelled():
+        await asyncio.wait({action})  # its way out, whatever it raises on it
+        raise PageCrashed("the page crashed")
+    action.result()
     # Subresources the guard refused are recorded as failed requests; the page goes on.
     _refused(ctx, None)
