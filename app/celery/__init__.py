@@ -22,7 +22,7 @@ log = logging.getLogger("synmon.celery")
 # sqs:// URLs get synmon's patched SQS transport (app/celery/transport.py); any other URL
 # (``celery -A app -b redis://... inspect ping``) gets its own transport, as Celery users
 # expect. Registered here, before any connection is made from this app.
-TRANSPORT_ALIASES["sqs"] = "app.celery.transport:Transport"
+TRANSPORT_ALIASES["sqs"] = "app.celery.transport:SynmonSQSTransport"
 TASK_MODULES = ["tasks.http", "tasks.browser", "tasks.dispatch"]
 
 

@@ -18,7 +18,7 @@ from kombu.transport.SQS import Transport as SQSTransport
 log = logging.getLogger("synmon.worker")
 
 
-class Channel(SQSChannel):
+class SynmonSQSChannel(SQSChannel):
     def _on_messages_ready(self, queue: str, qname: str, messages: Any) -> int:
         if not isinstance(messages, dict):
             return 0
@@ -51,8 +51,8 @@ class Channel(SQSChannel):
             log.warning("could not hand an unfinished message back to SQS: %s", exc)
 
 
-class Transport(SQSTransport):
-    Channel = Channel
+class SynmonSQSTransport(SQSTransport):
+    Channel = SynmonSQSChannel
 
 
 class PollClock:

@@ -328,6 +328,6 @@ def _evaluate_one(assertion: Assertion, facts: ResponseFacts) -> AssertionOutcom
     )
 
 
-def evaluate(assertions: Iterable[Assertion], facts: ResponseFacts) -> list[AssertionOutcome]:
+def judge(assertions: Iterable[Assertion], facts: ResponseFacts) -> list[AssertionOutcome]:
     """One outcome per assertion; never raises, whatever the response holds."""
     return [_evaluate_one(assertion, facts) for assertion in assertions]

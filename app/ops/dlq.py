@@ -57,7 +57,7 @@ def _b64json(text: str) -> Any:
         return None
 
 
-def describe(body: str) -> tuple[str, str]:
+def classify(body: str) -> tuple[str, str]:
     """What a message is, as far as it can be read: (kind, summary)."""
     envelope = _b64json(body)
     if isinstance(envelope, dict) and isinstance(envelope.get("headers"), dict):
@@ -102,7 +102,7 @@ def show(settings: Settings, name: str, limit: int = 50) -> list[DeadLetter]:
             break
         for message in messages:
             attributes = message.get("Attributes", {})
-            kind, summary = describe(message["Body"])
+            kind, summary = classify(message["Body"])
             sent = datetime.fromtimestamp(int(attributes.get("SentTimestamp", 0)) / 1000, UTC)
             letters.append(
                 DeadLetter(

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.storage.bulk import is_postgres
 from app.storage.models import CheckRunRow
 
 GroupBy = Literal["location", "check"]
@@ -63,7 +64,7 @@ def run_stats(
     by_key: dict[str, dict[str, int]] = defaultdict(dict)
     for key, status, count in counts:
         by_key[key][status] = count
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         rows = session.execute(
             select(
                 column,

@@ -33,6 +33,7 @@ from app.pipeline.queues import Kind, max_check_seconds, queue_name
 from app.pipeline.schedule import advance, scheduled_run_id
 from app.pipeline.sqs import BatchSender, Outgoing, Refused, SendReport, celery_task_body
 from app.pipeline.wire import result_body, run_request_json
+from app.storage.bulk import is_postgres
 from app.storage.models import CheckRow
 from config.celery import RUN_TASKS
 from config.settings import Settings
@@ -115,7 +116,7 @@ def advance_rows(session: Session, advanced: list[dict[str, Any]]) -> None:
     """
     if not advanced:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         session.execute(
             text(
                 "UPDATE checks SET next_run_at = data.next_run_at, rr_cursor = data.rr_cursor "

@@ -46,7 +46,7 @@ from app.pipeline.wire import (
     encode_run_request,
     parse_body,
 )
-from app.storage.bulk import insert_ignoring_conflicts, table_of
+from app.storage.bulk import insert_ignoring_conflicts, is_postgres, table_of
 from app.storage.models import CheckRunRow, NotificationRow, OutboxRow
 from config.settings import Settings
 
@@ -308,7 +308,7 @@ def relay_outbox(
         query = (
             select(OutboxRow).where(OutboxRow.sent_at.is_(None)).order_by(OutboxRow.id).limit(limit)
         )
-        if session.get_bind().dialect.name == "postgresql":
+        if is_postgres(session):
             query = query.with_for_update(skip_locked=True)
         rows = session.scalars(query).all()
         if not rows:

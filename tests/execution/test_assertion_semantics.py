@@ -33,7 +33,7 @@ from app.execution.assertions import (
     compare,
     compare_values,
     compile_json_path,
-    evaluate,
+    judge,
 )
 from app.execution.guard import TargetGuard
 from app.execution.http.check import run_http_check
@@ -97,7 +97,7 @@ def outcome(
         comparison=comparison,
         target=target,
     )
-    (result,) = evaluate([assertion], facts_of(document, text=text))
+    (result,) = judge([assertion], facts_of(document, text=text))
     return result
 
 
@@ -275,7 +275,7 @@ def test_a_selection_of_no_values_is_a_missing_value(
             comparison=comparison,
             target=target,
         )
-        (result,) = evaluate([header], facts_of({}))
+        (result,) = judge([header], facts_of({}))
         assert result.passed is expected, result
 
 
@@ -439,7 +439,7 @@ def test_definitions_from_an_older_release_fail_their_assertion_not_the_run() ->
     bad_comparison = Assertion.model_construct(
         source="json_body", property="$.a", comparison=cast(Any, "roughly"), target="x"
     )
-    path, pattern, comparison = evaluate([bad_path, bad_pattern, bad_comparison], facts)
+    path, pattern, comparison = judge([bad_path, bad_pattern, bad_comparison], facts)
     assert not path.passed and "`sub()` operator is not supported" in (path.error or "")
     assert not pattern.passed
     assert (pattern.error or "").startswith("target is not a valid regular expression (RE2 syntax)")
@@ -539,7 +539,7 @@ def test_no_document_and_no_path_makes_the_engine_raise(
     assertion = Assertion.model_construct(
         source="json_body", property=path, comparison=cast(Any, name), target=target
     )
-    (result,) = evaluate([assertion], facts_of(document))
+    (result,) = judge([assertion], facts_of(document))
     assert isinstance(result.passed, bool)
     if result.error is not None:
         assert not result.passed
@@ -555,7 +555,7 @@ def test_no_body_text_makes_the_engine_raise(text: str, path: str) -> None:
     assertion = Assertion.model_construct(
         source="json_body", property=path, comparison="not_null", target=None
     )
-    (result,) = evaluate([assertion], facts_of(text=text))
+    (result,) = judge([assertion], facts_of(text=text))
     assert isinstance(result.passed, bool)
 
 
@@ -598,7 +598,7 @@ def test_hostile_shapes_by_hand(document: Any, path: str) -> None:
         Assertion(source="json_body", property=path, comparison=comparison, target=target)
         for comparison, target in [("not_empty", None), ("contains", "1"), ("not_equals", 0)]
     ]
-    for result in evaluate(assertions, facts_of(document)):
+    for result in judge(assertions, facts_of(document)):
         assert isinstance(result.passed, bool)
         assert result.error is None or not result.passed
 
@@ -640,7 +640,7 @@ def test_regex_filters_keep_jsonpath_ng_meaning() -> None:
 CATASTROPHIC = textwrap.dedent(
     """
     import json
-    from app.execution.assertions import ResponseFacts, evaluate
+    from app.execution.assertions import ResponseFacts, judge
     from app.definitions.models import Assertion
 
     hostile = "a" * 30000 + "b"
@@ -661,7 +661,7 @@ CATASTROPHIC = textwrap.dedent(
             target=None,
         ),
     ]
-    print(json.dumps([outcome.passed for outcome in evaluate(checks, facts)]))
+    print(json.dumps([outcome.passed for outcome in judge(checks, facts)]))
     """
 )
 

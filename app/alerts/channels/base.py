@@ -47,7 +47,7 @@ class Notifier(ABC, Generic[Message]):
         """Hand ``message`` over to the channel, within ``timeout`` seconds."""
 
 
-def describe(payload: dict[str, Any]) -> str:
+def summary_line(payload: dict[str, Any]) -> str:
     """The event in one line of text, as every channel shows it."""
     event = payload["event"]
     name = payload.get("check_name") or payload["check_id"]

@@ -20,7 +20,7 @@ from time import perf_counter
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from app.alerts.channels.base import Notifier, NotifierError, NotifierUnavailable, describe
+from app.alerts.channels.base import Notifier, NotifierError, NotifierUnavailable, summary_line
 from app.execution.http.transport import watchdog
 
 MAX_SUBJECT_CHARS = 200
@@ -63,7 +63,7 @@ class Email(Notifier[Mail]):
             raise NotifierError("'to' must be a list of addresses")
         recipients = [email_address(address, "to") for address in to]
         message = EmailMessage()
-        message["Subject"] = header_line(describe(payload), MAX_SUBJECT_CHARS)
+        message["Subject"] = header_line(summary_line(payload), MAX_SUBJECT_CHARS)
         message["From"] = sender
         message["To"] = recipients
         message.set_content(json.dumps(payload, indent=2, default=str))

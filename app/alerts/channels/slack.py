@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from app.alerts.channels.base import describe
+from app.alerts.channels.base import summary_line
 from app.alerts.channels.webhook import HttpPost, Webhook
 
 
@@ -19,4 +19,4 @@ class Slack(Webhook):
 
     def prepare(self, payload: dict[str, Any]) -> HttpPost:
         # An incoming webhook needs nothing but its URL: the channel's headers are not sent.
-        return HttpPost(self.config["url"], {"text": slack_escape(describe(payload))})
+        return HttpPost(self.config["url"], {"text": slack_escape(summary_line(payload))})

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from app.alerts.channels.base import Notifier, NotifierError, NotifierUnavailable, describe
+from app.alerts.channels.base import Notifier, NotifierError, NotifierUnavailable, summary_line
 from app.execution.guard import ForbiddenTarget, TargetGuard
 from app.execution.http.transport import Probe, current_probe, guarded_session, watchdog
 
@@ -31,7 +31,7 @@ class Webhook(Notifier[HttpPost]):
     def prepare(self, payload: dict[str, Any]) -> HttpPost:
         return HttpPost(
             self.config["url"],
-            {**payload, "text": describe(payload)},
+            {**payload, "text": summary_line(payload)},
             self.config.get("headers") or {},
         )
 

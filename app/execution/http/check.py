@@ -312,7 +312,7 @@ def _assert(
         ),
     )
     assertions = check.assertions or [DEFAULT_ASSERTION]
-    outcomes = engine.evaluate(assertions, facts)
+    outcomes = engine.judge(assertions, facts)
     if redactor.active:
         outcomes = _shown_redacted(assertions, outcomes, facts, redactor)
     observation.assertions = [o.as_dict() for o in outcomes]
@@ -368,7 +368,7 @@ def _shown_redacted(
         response_time_ms=facts.response_time_ms,
         tls_days_until_expiry=facts.tls_days_until_expiry,
     )
-    shown = engine.evaluate(assertions, redacted)
+    shown = engine.judge(assertions, redacted)
     return [
         replace(
             outcome, actual=display.actual, error=outcome.error and redactor.text(outcome.error)
