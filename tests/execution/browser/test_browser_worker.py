@@ -1,4 +1,5 @@
-"""The browser worker as a real Celery worker: Chromium killed mid-run, the process that
+"""The browser worker as a real Celery worker: two checks at once on its one Chromium,
+Chromium killed mid-run, the process that
 owns Chromium (the worker itself, on the threads pool) killed with its Chromium, and
 shutdown, all leaving no Chromium behind."""
 
@@ -9,7 +10,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -36,7 +39,7 @@ def pipeline(site: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # A killed worker hands nothing back: its run comes back after the queue's visibility
     # timeout, made from the longest check it may run (here 60 s, plus the margin).
     env = {"SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{site.port}", "SYNMON_BROWSER_MAX_TIMEOUT": "60"}
-    with running_pipeline(folder, env, [("eu-west-1", "browser", 1)], beat=False) as running:
+    with running_pipeline(folder, env, [("eu-west-1", "browser", 2)], beat=False) as running:
         running.sync(
             {
                 "checks": [
@@ -52,6 +55,8 @@ def pipeline(site: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
                             ]
                         },
                     },
+                    together(site, "a"),
+                    together(site, "b"),
                     {
                         "id": "quick",
                         "type": "browser",
@@ -71,6 +76,22 @@ def pipeline(site: PageServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield running
 
 
+def together(site: PageServer, tag: str) -> dict[str, Any]:
+    """A check that takes about four seconds, most of them waiting for its page."""
+    return {
+        "id": f"together-{tag}",
+        "type": "browser",
+        "frequency": "24h",
+        "locations": ["eu-west-1"],
+        "browser": {
+            "steps": [
+                {"goto": site.url(f"/noisy?tag={tag}&blocked=9&delay=4000")},
+                {"wait_for": {"selector": "#done", "timeout": "15s"}},
+            ]
+        },
+    }
+
+
 def browser_worker(pipeline: Pipeline) -> subprocess.Popen[bytes]:
     """The browser worker: the last one started (a test replaces the one it kills)."""
     return [p for name, p in pipeline.synmon.processes if name.startswith("worker")][-1]
@@ -85,6 +106,20 @@ def worker_chromium(pipeline: Pipeline) -> list[psutil.Process]:
     return [
         p for p in tree if "chromium" in p.name().lower() and p.status() != psutil.STATUS_ZOMBIE
     ]
+
+
+def test_two_checks_run_at_once_on_the_workers_one_chromium(pipeline: Pipeline) -> None:
+    run_ids = [
+        *trigger("together-a", settings=pipeline.settings),
+        *trigger("together-b", settings=pipeline.settings),
+    ]
+    rows = wait_for_runs(run_ids, 90, pipeline.settings)
+    assert [r.status for r in rows] == ["passed", "passed"], [r.error for r in rows]
+    spans = [(r.started_at, r.started_at + timedelta(milliseconds=r.duration_ms)) for r in rows]
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
+    worker = psutil.Process(browser_worker(pipeline).pid)
+    browsers = [p for p in worker.children() if "chromium" in p.name().lower()]
+    assert len(browsers) == 1, browsers
 
 
 def test_chromium_killed_mid_run(pipeline: Pipeline) -> None:
@@ -123,7 +158,7 @@ def test_a_killed_owner_process_takes_its_chromium_and_the_run_comes_back(
     # The lost job is delivered again, to the worker that replaces the killed one, and
     # ends as one stored result (the wait step fails).
     pipeline.synmon.start(
-        "worker-eu-west-1-browser-2", "worker", "-l", "eu-west-1", "-k", "browser", "-c", "1"
+        "worker-eu-west-1-browser-2", "worker", "-l", "eu-west-1", "-k", "browser", "-c", "2"
     )
     rows = wait_for_runs([run_id], 150, pipeline.settings)
     assert len(rows) == 1 and rows[0].status == "failed", [(r.status, r.error) for r in rows]
