@@ -31,7 +31,7 @@ from yaml.nodes import Node
 from yaml.resolver import Resolver
 
 from app.definitions.durations import format_duration
-from app.definitions.models import DEFAULT_MIN_FREQUENCY, Channel, Check
+from app.definitions.models import Channel, Check
 from config.errors import SynmonError
 from config.settings import Settings
 
@@ -433,7 +433,7 @@ def _cross_checks(
             else:
                 seen[ident] = file
     channel_ids = {channel.id for channel in definitions.channels}
-    floor = settings.min_frequency if settings is not None else DEFAULT_MIN_FREQUENCY
+    floor = (settings or Settings).min_frequency
     resolved: list[Check] = []
     for check, file in zip(definitions.checks, definitions.check_files, strict=True):
         entity = f"check {check.id!r}"

@@ -62,7 +62,6 @@ PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # The model's own floor; an installation's (SYNMON_MIN_FREQUENCY, default 10 s) is
 # applied by the loader, which knows the settings.
 MIN_FREQUENCY = 1.0
-DEFAULT_MIN_FREQUENCY = 10.0
 MAX_FREQUENCY = 24 * 3600.0
 
 Scalar = str | int | float | bool | None
