@@ -29,6 +29,7 @@ from app.pipeline.check_cache import CheckCache
 from app.pipeline.dispatch import run_request_message, unsent_results
 from app.pipeline.queues import queue_name
 from app.pipeline.retries import decide_retry
+from app.pipeline.rollups import add_to_rollups
 from app.pipeline.schedule import retry_run_id
 from app.pipeline.sqs import BatchSender, Outgoing, SendReport, client_for, queue_urls
 from app.pipeline.state import CheckState, LocationState, apply_to_location, derive
@@ -281,6 +282,7 @@ def store_results(
         report.retries = len(outbox)
 
     finals = [r for r in fresh if decisions[r.run_id] is None]
+    add_to_rollups(session, finals)
     notifications = _move_states(session, finals, guard, known, now)
     if notifications:
         insert_ignoring_conflicts(

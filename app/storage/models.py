@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Dialect,
     Float,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -216,3 +218,42 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_run_outbox_unsent", "sent_at"),)
+
+
+# The latency histogram of the rollups: bucket i holds the runs whose duration is above
+# bound i-1 and at most bound i (ms); one more bucket holds those above the last bound.
+# Round numbers, 1-1.5-2-3-5-7 per decade (each bound at most 1.67 times the one before),
+# from 10 ms (nothing a network round trip does is faster) to 60 s (the longest timeout a
+# check is given). Fixed for good: changing them means a new set of columns.
+LATENCY_BOUNDS_MS = (
+    *(10, 15, 20, 30, 50, 70),
+    *(100, 150, 200, 300, 500, 700),
+    *(1000, 1500, 2000, 3000, 5000, 7000),
+    *(10000, 15000, 20000, 30000, 50000, 60000),
+)
+HISTOGRAM_COLUMNS = (
+    *(f"ms_le_{bound}" for bound in LATENCY_BOUNDS_MS),
+    f"ms_gt_{LATENCY_BOUNDS_MS[-1]}",
+)
+ROLLUP_KEY = ("check_id", "location", "bucket_start")
+ROLLUP_COUNTS = ("passed", "degraded", "failed", *HISTOGRAM_COLUMNS)
+
+
+def _rollup_table(name: str) -> Table:
+    """A rollup of the final runs of each check x location per hour or day, by the start of
+    the period their run was scheduled in (see app/pipeline/rollups.py)."""
+    return Table(
+        name,
+        Base.metadata,
+        Column("check_id", String(64), primary_key=True),
+        Column("location", String(40), primary_key=True),
+        Column("bucket_start", UTCDateTime, primary_key=True),  # start of the period
+        *(Column(count, Integer, nullable=False) for count in ROLLUP_COUNTS),
+        Column("duration_sum_ms", Float, nullable=False),
+        Column("duration_min_ms", Float, nullable=False),
+        Column("duration_max_ms", Float, nullable=False),
+    )
+
+
+HOURLY_ROLLUPS = _rollup_table("check_rollups_hourly")
+DAILY_ROLLUPS = _rollup_table("check_rollups_daily")
