@@ -18,7 +18,15 @@ from pathlib import Path
 
 from bench.common import Figure, WrongResult, table
 
-BENCHMARKS = ["dispatcher", "http_executor", "end_to_end", "ingest", "browser", "memory"]
+BENCHMARKS = [
+    "dispatcher",
+    "http_executor",
+    "end_to_end",
+    "capacity",
+    "ingest",
+    "browser",
+    "memory",
+]
 
 
 def machine() -> dict[str, object]:
@@ -62,6 +70,7 @@ def main(argv: list[str]) -> int:
                 try:
                     figures.extend(module.run(args.size))
                 except WrongResult as exc:
+                    figures.extend(exc.figures)
                     failed.append(f"{name}: {exc}")
                     print(f"WRONG RESULT in {name}: {exc}", file=sys.stderr)
                 timings[name] = round(time.monotonic() - started, 1)

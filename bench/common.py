@@ -9,7 +9,14 @@ Size = Literal["tiny", "full"]
 
 
 class WrongResult(AssertionError):
-    """A benchmark produced wrong results (lost or doubled runs): a failure, not a speed."""
+    """A benchmark produced wrong results (lost or doubled runs): a failure, not a speed.
+
+    ``figures``: what it measured before it found out, printed all the same (marked by
+    the failure), since a wrong result under load is worth seeing next to its speed."""
+
+    def __init__(self, message: str, figures: list[Figure] | None = None) -> None:
+        super().__init__(message)
+        self.figures = figures or []
 
 
 @dataclass

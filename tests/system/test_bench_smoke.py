@@ -33,7 +33,15 @@ def test_every_benchmark_runs_and_checks_its_results(tmp_path: Path) -> None:
     assert set(report["seconds"]) == set(BENCHMARKS)
     figures = report["figures"]
     by_benchmark = {f["benchmark"] for f in figures}
-    assert by_benchmark == {"dispatcher", "http", "end-to-end", "ingest", "browser", "memory"}
+    assert by_benchmark == {
+        "dispatcher",
+        "http",
+        "end-to-end",
+        "capacity",
+        "ingest",
+        "browser",
+        "memory",
+    }
     for figure in figures:
         assert figure["synmon"] > 0, figure
         if figure["baseline"] is not None:
