@@ -40,7 +40,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.execution.runs import RunResult
-from app.storage.bulk import is_postgres
+from app.storage.bulk import is_postgres, table_of
 from app.storage.models import (
     DAILY_ROLLUPS,
     HISTOGRAM_COLUMNS,
@@ -55,7 +55,7 @@ from app.storage.models import (
 STATUSES = ("passed", "degraded", "failed")
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-RUNS = CheckRunRow.__table__
+RUNS = table_of(CheckRunRow)
 # The columns of a rollup row but its key, in the order Totals.of reads them.
 VALUES = (*ROLLUP_COUNTS, "duration_sum_ms", "duration_min_ms", "duration_max_ms")
 
