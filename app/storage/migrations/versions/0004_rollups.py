@@ -21,8 +21,8 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-BOUNDS_MS = (10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700)
-BOUNDS_MS += (1000, 1500, 2000, 3000, 5000, 7000, 10000, 15000, 20000, 30000, 50000, 60000)
+BOUNDS_MS = [10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700]
+BOUNDS_MS += [1000, 1500, 2000, 3000, 5000, 7000, 10000, 15000, 20000, 30000, 50000, 60000]
 HISTOGRAM = [f"ms_le_{bound}" for bound in BOUNDS_MS] + ["ms_gt_60000"]
 TABLES = ("check_rollups_hourly", "check_rollups_daily")
 
