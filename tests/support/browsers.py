@@ -3,6 +3,7 @@ run on it from its steps alone."""
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from app.definitions.models import Check
+from app.execution.browser.chromium import USER_DATA_PREFIX, chromium_processes
 from app.execution.browser.pool import BrowserHost
 from app.execution.runs import RunRequest, RunResult
 from tests.support.settings import make_settings
@@ -29,6 +33,20 @@ def browser_host(folder: Path, **env: str) -> Iterator[BrowserHost]:
         yield host
     finally:
         host.close()
+
+
+def own_chromium_processes() -> list[psutil.Process]:
+    """The Chromium processes this process started (each names its owner's PID in its
+    profile folder), not those of another test run sharing the machine."""
+    mark = f"{USER_DATA_PREFIX}{os.getpid()}-"
+    own = []
+    for process in chromium_processes():
+        try:
+            if any(mark in arg for arg in process.cmdline()):
+                own.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return own
 
 
 def run_together(host: BrowserHost, steps: list[list[Any]]) -> list[RunResult]:

@@ -10,8 +10,9 @@ screenshots; nothing of one run reaches another's result.
 
 The host launches Chromium on first use, relaunches it when it has crashed or hangs
 (the runs in flight on it fail as browser errors), and recycles it after
-``SYNMON_BROWSER_RECYCLE_AFTER`` runs once the runs in flight on it have ended, so that
-a slow leak in Chromium never becomes the worker's problem.
+``SYNMON_BROWSER_RECYCLE_AFTER`` runs, so that a slow leak in Chromium never becomes
+the worker's problem: new runs go to a fresh Chromium at once, and the old one is
+closed when the last of its runs in flight has ended.
 """
 
 from __future__ import annotations
@@ -76,12 +77,15 @@ class BrowserUnavailable(RetryableError, RuntimeError):
     """The browser could not be brought up: a job failure, the run is delivered again."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Session:
-    """One launch of Chromium and pyppeteer's connection to it."""
+    """One launch of Chromium, pyppeteer's connection to it, and the runs it serves."""
 
     chromium: Chromium
     browser: Any
+    runs: int = 0  # runs started on it
+    in_flight: int = 0
+    closed: bool = False
 
     def healthy(self) -> bool:
         return self.chromium.alive() and bool(self.browser._connection._connected)
@@ -94,9 +98,9 @@ class BrowserHost:
         # Each run's requests come on a port of its own; the port Chromium is launched
         # with only ever carries Chromium's own traffic, and refuses all of it.
         self.proxy = GuardProxy(guard, refuse_between_runs=True).start()
-        self.session: Session | None = None
-        self.runs = 0  # runs started on the current Chromium
-        self.in_flight = 0
+        self.session: Session | None = None  # where new runs go
+        # Recycled sessions whose runs in flight have not all ended: closed by the last.
+        self.draining: set[Session] = set()
         self.launches = 0
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
@@ -104,7 +108,7 @@ class BrowserHost:
         # thread, not the process): it is started on this one, which lives as long as
         # the host, and not on a worker thread that may come and go.
         self._launcher = ThreadPoolExecutor(1, thread_name_prefix="synmon-chromium-launcher")
-        self._changes: asyncio.Condition | None = None  # made on the loop: see _admit
+        self._admitting: asyncio.Lock | None = None  # made on the loop: see _admit
         self._closed = False
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="synmon-browser-loop", daemon=True
@@ -134,33 +138,39 @@ class BrowserHost:
         self._call(self._admit(run=False))
 
     async def _admit(self, run: bool) -> Session:
-        """The session a new run (``run``) goes on: launched when there is none or it is
-        gone; when it is due for recycling, replaced once its runs in flight have ended
-        (new runs wait for the new one meanwhile)."""
-        if self._changes is None:
-            self._changes = asyncio.Condition()
-        async with self._changes:
-            while self.session is not None and self.runs >= self.settings.browser_recycle_after:
-                if self.in_flight == 0:
-                    await self._restart(f"recycling after {self.runs} runs")
-                    break
-                await self._changes.wait()
-            if self.session is None or not self.session.healthy():
-                await self._restart("starting" if self.launches == 0 else "Chromium is gone")
-            assert self.session is not None
+        """The session a new run (``run``) goes on. Launched when there is none or it is
+        gone; when it is due for recycling, a new one is launched for the new runs and
+        the old one is closed once its runs in flight have ended: a recycle never cuts
+        a run short, nor makes one wait for another's end."""
+        if self._admitting is None:
+            self._admitting = asyncio.Lock()
+        async with self._admitting:  # one launch at a time: who comes meanwhile uses it
+            old = self.session
+            reason = "starting"
+            if old is not None and old.runs >= self.settings.browser_recycle_after:
+                reason = f"recycling after {old.runs} runs"
+                self.session = None
+                if old.in_flight and old.healthy():
+                    self.draining.add(old)
+                else:
+                    await self._close_session(old)
+            elif old is not None and not old.healthy():
+                reason = "Chromium is gone"
+                await self._retire(old)
+            if self.session is None:
+                self.session = await self._launch(reason)
+            session = self.session
             if run:
-                self.runs += 1
-                self.in_flight += 1
-            return self.session
+                session.runs += 1
+                session.in_flight += 1
+            return session
 
-    async def _ended(self) -> None:
-        assert self._changes is not None
-        async with self._changes:
-            self.in_flight -= 1
-            self._changes.notify_all()
+    async def _ended(self, session: Session) -> None:
+        session.in_flight -= 1
+        if session in self.draining and session.in_flight == 0:
+            await self._retire(session)
 
-    async def _restart(self, reason: str) -> None:
-        await self._close_session(self.session)
+    async def _launch(self, reason: str) -> Session:
         log.info("launching Chromium (%s)", reason)
         loop = asyncio.get_running_loop()
         if self.launches == 0:
@@ -177,30 +187,34 @@ class BrowserHost:
             if chromium is not None:
                 chromium.kill()
             raise BrowserUnavailable(f"cannot start Chromium: {exc}") from exc
-        self.session = Session(chromium, browser)
         self.launches += 1
-        self.runs = 0
+        return Session(chromium, browser)
 
     async def _retire(self, session: Session) -> None:
-        """``session`` is broken: closed, unless a newer one has replaced it already."""
+        """``session`` is done with (broken, or recycled and idle): closed, and no new run
+        goes on it; runs still in flight on a broken one fail as browser errors."""
         if self.session is session:
             self.session = None
-            await self._close_session(session)
+        self.draining.discard(session)
+        await self._close_session(session)
 
-    async def _close_session(self, session: Session | None) -> None:
-        if session is None:
+    async def _close_session(self, session: Session) -> None:
+        if session.closed:
             return
-        if self.session is session:
-            self.session = None
+        session.closed = True
         try:
             await asyncio.wait_for(session.browser.disconnect(), 5)
         except Exception as exc:  # noqa: BLE001 - it is being killed anyway
             log.debug("disconnect failed: %s", exc)
         await asyncio.get_running_loop().run_in_executor(None, session.chromium.kill)
 
+    async def _close_all(self) -> None:
+        for session in [*self.draining, *([self.session] if self.session else [])]:
+            await self._retire(session)
+
     def close_browser(self) -> None:
         if not self._closed:
-            self._call(self._close_session(self.session), CONTROL_TIMEOUT * 2)
+            self._call(self._close_all(), CONTROL_TIMEOUT * 2)
 
     def close(self) -> None:
         if os.getpid() != self.pid or self._closed:
@@ -219,14 +233,11 @@ class BrowserHost:
     def run(self, check: Check, request: RunRequest, deliveries: int) -> RunResult:
         """The result of one run; called from any thread but the host's loop."""
         assert check.browser is not None
+        bound = check.browser.timeout + RUN_MARGIN
         try:
-            result: RunResult = self._call(
-                self._run_one(check, request, deliveries), check.browser.timeout + RUN_MARGIN
-            )
+            result: RunResult = self._call(self._run_one(check, request, deliveries), bound)
         except FutureTimeout:
-            raise BrowserUnavailable(
-                f"the run did not end within {check.browser.timeout + RUN_MARGIN:g}s"
-            ) from None
+            raise BrowserUnavailable(f"the run did not end within {bound:g}s") from None
         return result
 
     async def _run_one(self, check: Check, request: RunRequest, deliveries: int) -> RunResult:
@@ -243,7 +254,7 @@ class BrowserHost:
             await self._retire(session)
             raise
         finally:
-            await self._ended()
+            await self._ended(session)
         if not session.chromium.alive():
             await self._retire(session)
         observation.stop()
@@ -360,8 +371,8 @@ class BrowserHost:
                 await asyncio.wait_for(context.close(), CONTROL_TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - a context that will not close means a sick browser
                 log.warning("closing the context failed (%s); restarting Chromium", exc)
-                if self.session is session:  # replaced once its other runs have ended
-                    self.runs = self.settings.browser_recycle_after
+                # Replaced for the next run; closed once its other runs have ended.
+                session.runs = self.settings.browser_recycle_after
 
     async def _steps(
         self,

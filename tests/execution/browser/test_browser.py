@@ -11,9 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from app.execution.browser.chromium import chromium_processes
 from app.execution.browser.pool import BrowserHost
-from tests.support.browsers import browser_host, run, steps_passed
+from tests.support.browsers import browser_host, own_chromium_processes, run, steps_passed
 from tests.support.pages import PageServer
 from tests.support.processes import free_port
 from tests.support.servers import TargetServer, serving
@@ -305,7 +304,7 @@ def test_recycling_and_closing_leave_no_chromium_behind(site: PageServer, tmp_pa
         SYNMON_BROWSER_RECYCLE_AFTER="2",
         SYNMON_DATA_DIR=str(tmp_path),
     )
-    before = {p.pid for p in chromium_processes()}
+    before = {p.pid for p in own_chromium_processes()}
     browser_host = BrowserHost(settings)
     try:
         pids = []
@@ -320,7 +319,7 @@ def test_recycling_and_closing_leave_no_chromium_behind(site: PageServer, tmp_pa
     time.sleep(0.5)
     left = [
         p
-        for p in chromium_processes()
+        for p in own_chromium_processes()
         if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE
     ]
     assert left == []

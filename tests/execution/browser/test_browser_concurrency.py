@@ -184,7 +184,7 @@ def test_a_crashed_chromium_fails_the_runs_in_flight_and_is_relaunched(
     assert not [p for p in victim.tree() if p.status() != psutil.STATUS_ZOMBIE]
 
 
-def test_recycling_waits_for_the_runs_in_flight(
+def test_recycling_lets_the_runs_in_flight_end(
     first: PageServer, second: PageServer, tmp_path: Path
 ) -> None:
     settings = make_settings(
@@ -198,20 +198,27 @@ def test_recycling_waits_for_the_runs_in_flight(
         assert recycling.chromium is not None
         old = recycling.chromium
         # Two runs fill the first Chromium's quota; the third, sent while they are in
-        # flight, waits for both to end before the Chromium is replaced under it.
-        third: list[RunResult] = []
-        sender = later(0.5, lambda: third.append(run(recycling, noisy(first, "c", free_port()))))
+        # flight, goes at once to a new Chromium, and the old one lives until they end.
+        third: list[tuple[RunResult, bool]] = []
+
+        def send_third() -> None:
+            third.append((run(recycling, noisy(first, "c", free_port(), 500)), old.alive()))
+
+        sender = later(0.5, send_third)
         results = run_together(
             recycling,
-            [noisy(first, "a", free_port(), 2500), noisy(second, "b", free_port(), 2500)],
+            [noisy(first, "a", free_port(), 5000), noisy(second, "b", free_port(), 5000)],
         )
         sender.join()
-        assert [r.status for r in [*results, *third]] == ["passed"] * 3, [
-            r.error for r in [*results, *third]
+        ((late, old_alive_then),) = third
+        assert [r.status for r in [*results, late]] == ["passed"] * 3, [
+            r.error for r in [*results, late]
         ]
-        ended = max(r.started_at + timedelta(milliseconds=r.duration_ms) for r in results)
-        assert third[0].started_at >= ended
+        ended = min(r.started_at + timedelta(milliseconds=r.duration_ms) for r in results)
+        assert late.started_at + timedelta(milliseconds=late.duration_ms) < ended
+        assert old_alive_then  # the runs in flight on it kept it
         assert recycling.launches == 2 and recycling.chromium is not old
-        assert not old.alive()
+        assert not old.alive()  # closed by the last of them
+        assert recycling.draining == set()
     finally:
         recycling.close()
