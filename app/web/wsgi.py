@@ -26,6 +26,7 @@ from sqlalchemy import func, select, text
 
 from app.definitions.durations import parse_duration
 from app.execution.runs import result_fields
+from app.ops.report import UPTIME_WINDOWS, uptimes
 from app.pipeline.state import location_states
 from app.pipeline.state_store import stored_location_states
 from app.storage.db import sessions
@@ -106,6 +107,8 @@ class StatusApp:
                 .order_by(CheckRow.id)
             ).all()
             by_location = stored_location_states(session)
+            uptime = uptimes(session)
+        no_runs = dict.fromkeys(UPTIME_WINDOWS)
         return [
             {
                 "id": check.id,
@@ -122,6 +125,9 @@ class StatusApp:
                 "location_states": location_states(
                     check.locations, by_location.get(check.id, {}), self.settings.locations
                 ),
+                # Uptime % over 24h, 7d and 30d from the rollups (see app/ops/report.py);
+                # null for a window without runs.
+                "uptime": uptime.get(check.id, no_runs),
             }
             for check, state, last_run_at in rows
         ]

@@ -154,3 +154,37 @@ def test_each_location_shows_its_own_state(database_url: str) -> None:
         assert "eu-west-1: failing" in page and "ap-south-1: unknown" in page
     finally:
         shut_down(server)
+
+
+def test_api_checks_gives_uptime_over_24_hours_7_and_30_days(database_url: str) -> None:
+    from app.pipeline.check_cache import CheckCache
+    from app.pipeline.ingest import store_results
+    from tests.support.results import run_result
+
+    settings = make_settings(SYNMON_DATABASE_URL=database_url)
+    text = yaml.safe_dump(
+        {
+            "checks": [
+                {"id": id_, "type": "http", "request": {"url": "https://api.example"}}
+                for id_ in ("api", "idle")
+            ]
+        }
+    )
+    with sessions(database_url)() as session:
+        sync(session, load_text(text, "c.yaml", settings))
+    now = datetime.now(UTC)
+    ago = [timedelta(hours=3), timedelta(hours=4), timedelta(days=3), timedelta(days=20)]
+    statuses = ["passed", "degraded", "failed", "failed"]
+    with sessions(database_url).begin() as session:
+        store_results(
+            session,
+            [
+                run_result(status=status, scheduled_at=now - back, started_at=now - back)
+                for back, status in zip(ago, statuses, strict=True)
+            ],
+            settings,
+            CheckCache(),
+        )
+    by_id = {check["id"]: check for check in StatusApp(settings).checks()}
+    assert by_id["api"]["uptime"] == {"24h": 100.0, "7d": pytest.approx(66.6667), "30d": 50.0}
+    assert by_id["idle"]["uptime"] == {"24h": None, "7d": None, "30d": None}
