@@ -26,6 +26,7 @@ from app.execution.browser.proxy import (
     CHROMIUM,
     FORWARDED,
     OUTSIDE_RUN,
+    REFUSED,
     GuardProxy,
     ProxyRequest,
     chromium_service_reason,
@@ -243,3 +244,41 @@ def test_between_runs_the_proxy_refuses_everything(site: HostileServer) -> None:
         proxy.stop()
     assert [r.verdict for r in proxy.state.take_seen()] == [OUTSIDE_RUN, FORWARDED, OUTSIDE_RUN]
     assert proxy.state.take() == []  # not a check's refusal: no check was running
+
+
+def _ask_on(port: int, request_line: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(f"{request_line}\r\nHost: x\r\n\r\n".encode())
+        return client.recv(65536)
+
+
+def test_each_run_has_a_port_of_its_own_that_closes_with_it(site: HostileServer) -> None:
+    proxy = GuardProxy(OfflineGuard((f"127.0.0.1:{site.port}",)), refuse_between_runs=True)
+    proxy.start()
+    allowed = f"GET http://127.0.0.1:{site.port}/plain HTTP/1.1"
+    try:
+        with proxy.run_port() as first, proxy.run_port() as second:
+            assert len({proxy.port, first.port, second.port}) == 3
+            assert _ask_on(first.port, allowed).startswith(b"HTTP/1.1 200")
+            assert _ask_on(first.port, "CONNECT 10.0.0.1:443 HTTP/1.1").startswith(b"HTTP/1.1 403")
+            assert _ask_on(second.port, "CONNECT 10.0.0.2:443 HTTP/1.1").startswith(b"HTTP/1.1 403")
+            # The launch port stays between runs while runs are open on their own ports.
+            assert _ask(proxy, allowed).startswith(b"HTTP/1.1 403")
+            # Each run is told of its own refusals only; the proxy's own list has none.
+            assert [r.host for r in first.take()] == ["10.0.0.1"]
+            assert [r.host for r in second.take()] == ["10.0.0.2"]
+            assert proxy.state.take() == []
+            assert [r.verdict for r in first.state.take_seen()] == [FORWARDED, REFUSED]
+        time.sleep(0.2)  # the proxy's loop closes the ports
+        for closed in (first.port, second.port):
+            with pytest.raises(OSError):
+                _ask_on(closed, allowed)
+    finally:
+        proxy.stop()
+    # The proxy's log holds every port's requests.
+    assert [r.verdict for r in proxy.state.take_seen()] == [
+        FORWARDED,
+        REFUSED,
+        REFUSED,
+        OUTSIDE_RUN,
+    ]
