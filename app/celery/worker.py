@@ -4,8 +4,9 @@
   acknowledged, so that it reaches the dead-letter queue instead of vanishing (Celery
   acknowledges, and thereby deletes, such a message by default); and events go to the
   side channel (app/celery/side_channel.py).
-* Per-process resources, made after the fork: the target guard, and for browser
-  workers the browser.
+* ``receive_count`` and ``backoff_redelivery``: how often SQS delivered a task's
+  message, and a failed job's shorter way back.
+* ``HealthReporter``: the bootstep that keeps ``synmon health`` informed.
 """
 
 from __future__ import annotations
@@ -81,12 +82,6 @@ def backoff_redelivery(request: Any, settings: Settings) -> None:
         log.warning("could not shorten the redelivery of a failed job: %s", exc)
 
 
-def every_slot_busy(consumer: Any) -> bool:
-    """True when the worker holds as many messages as it may (so it polls no more)."""
-    qos = getattr(getattr(consumer.task_consumer, "channel", None), "qos", None)
-    return qos is not None and not qos.can_consume()
-
-
 class HealthReporter(bootsteps.StartStopStep):  # type: ignore[misc]
     """Keeps ``synmon health`` informed: consuming while the consumer runs and SQS answers."""
 
@@ -106,8 +101,6 @@ class HealthReporter(bootsteps.StartStopStep):  # type: ignore[misc]
         settings = get_settings()
 
         def state() -> str:
-            if every_slot_busy(c):
-                PollClock.heard()  # a full pool does not poll: that is not SQS's silence
             return READY if PollClock.silent_for() < settings.sqs_silence else "sqs-unreachable"
 
         self.reporter = Reporter(settings, c.hostname, queues, state).start()

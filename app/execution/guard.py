@@ -227,7 +227,7 @@ def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
     # An abandoned lookup keeps its thread until the resolver gives up: when the resolver
     # hangs, a worker with a hundred checks in flight would pile up thousands of them.
     slots = _outstanding_lookups
-    if not slots.acquire(timeout=max(0.0, timeout)):
+    if not slots.acquire(blocking=False):
         raise TimeoutError(
             f"DNS lookup of {host} not started: {MAX_OUTSTANDING_LOOKUPS} lookups are "
             "still waiting for the resolver"
@@ -242,7 +242,11 @@ def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
             slots.release()
             done.set()
 
-    threading.Thread(target=look_up, name="synmon-dns", daemon=True).start()
+    try:
+        threading.Thread(target=look_up, name="synmon-dns", daemon=True).start()
+    except BaseException:
+        slots.release()
+        raise
     if not done.wait(max(0.0, timeout)):
         raise TimeoutError(f"DNS lookup of {host} took longer than {timeout:.3g}s")
     if isinstance(outcome[0], OSError):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from app.execution import guard
+from tests.support.processes import wait_until
 
 
 def test_lookups_beyond_the_cap_fail_at_once_and_the_cap_frees_as_the_resolver_answers(
@@ -34,4 +35,5 @@ def test_lookups_beyond_the_cap_fail_at_once_and_the_cap_frees_as_the_resolver_a
             guard._getaddrinfo("slow.example", 80, 0.05)
     assert threading.active_count() - threads_before <= 3
     answer.set()
+    wait_until(lambda: threading.active_count() <= threads_before, 5, 0.01, "lookups answered")
     assert guard._getaddrinfo("slow.example", 80, 5.0)

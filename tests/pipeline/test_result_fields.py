@@ -138,17 +138,20 @@ class FakeV3:
         return RunResult(**values, message_version=3)
 
 
-def test_registering_a_version_module_is_all_a_new_version_takes(
+def test_a_new_version_is_its_module_and_the_versions_config_supports(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(wire.VERSIONS, 3, FakeV3)
+    monkeypatch.setattr(wire, "SUPPORTED_MESSAGE_VERSIONS", (2, 3))
     encoded = wire.encode_result(RESULT, 3)
     assert encoded["v"] == 3 and encoded["region"] == "eu" and "location" not in encoded
     decoded = wire.decode_result(wire.parse_body(wire.result_body(RESULT, 3)))
     assert (decoded.location, decoded.message_version) == ("eu", 3)
     assert wire.decode_run_request(wire.parse_body(wire.run_request_json(REQUEST, 3))) == REQUEST
-    with pytest.raises(wire.MessageError, match="this release reads 1, 2, 3"):
+    with pytest.raises(wire.MessageError, match="this release reads 2, 3"):
         wire.decode_result({"v": 4})
+    with pytest.raises(wire.MessageError, match="unknown message version 1"):
+        wire.decode_result(wire.encode_result(RESULT, 1))  # a module, but no longer spoken
     with pytest.raises(wire.MessageError, match="region"):
         wire.decode_result({**encoded, "region": None})
 

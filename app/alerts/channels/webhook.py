@@ -57,7 +57,8 @@ class Webhook(Notifier[HttpPost]):
             host = urlsplit(message.url).hostname
             if probe.expired:
                 raise NotifierUnavailable(f"{host}: no answer within {self.timeout:g}s") from None
-            raise NotifierUnavailable(f"{host}: {exc}") from None
+            # Not str(exc): requests names the URL, whose path is a Slack webhook's secret.
+            raise NotifierUnavailable(f"{host}: {type(exc).__name__}") from None
         finally:
             watchdog.disarm(alarm)
             session.close()

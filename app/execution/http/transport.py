@@ -122,7 +122,7 @@ class _GuardedConnectionMixin:
                     sock.setsockopt(*option)
                 if timeout is not None:
                     sock.settimeout(timeout)
-                probe.register(sock)  # from here the watchdog can cut it (the handshake included)
+                probe.register(sock)  # from here the watchdog can cut it (TLS: until it is wrapped)
                 sock.connect((address, self.port))
             except TimeoutError:
                 sock.close()
@@ -152,6 +152,7 @@ class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
         super().connect()  # type: ignore[no-untyped-call]
         # Wrapping detaches the plain socket registered in _new_conn (its fd becomes the
         # TLS socket's): without this the watchdog could not cut a response that trickles.
+        # The handshake itself is bounded by the socket timeout, cut to what the run has left.
         probe.register(self.sock)
         elapsed = (perf_counter() - started) * 1000
         probe.tls_ms += max(0.0, elapsed - (probe.dns_ms + probe.connect_ms - before))

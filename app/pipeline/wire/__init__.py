@@ -8,7 +8,8 @@ producers write the version that ``SYNMON_MESSAGE_VERSION`` selects.
 Each version is one module (``v1``, ``v2``: its wire models and how they lay out
 ``RunRequest`` and ``RunResult``), registered in ``VERSIONS``; this module is what is the
 same for every version (the size limit, poison detection, dispatch on ``"v"``). Adding a
-version is adding its module to ``MODULES``. Inside synmon every version decodes to the
+version is adding its module to ``MODULES``, and raising ``CURRENT_MESSAGE_VERSION`` and
+``SUPPORTED_MESSAGE_VERSIONS`` in config/settings.py. Inside synmon every version decodes to the
 same ``RunRequest`` and ``RunResult``.
 """
 
@@ -123,10 +124,12 @@ def _reader(raw: Any) -> WireVersion:
     if not isinstance(raw, dict):
         raise MessageError(f"expected a JSON object, got {type(raw).__name__}")
     version = raw.get("v")
-    if version not in tuple(VERSIONS):  # a tuple: "v" may be unhashable, a list say
+    # A tuple: "v" may be unhashable, a list say. What is read is what config supports
+    # (the current version and the one before), not every module there is.
+    if version not in tuple(SUPPORTED_MESSAGE_VERSIONS):
         raise MessageError(
             f"unknown message version {version!r}; this release reads "
-            f"{', '.join(map(str, sorted(VERSIONS)))}"
+            f"{', '.join(map(str, sorted(SUPPORTED_MESSAGE_VERSIONS)))}"
         )
     size = len(json.dumps(raw, separators=(",", ":"), default=str))
     if size > MAX_MESSAGE_BYTES:
