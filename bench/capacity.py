@@ -48,7 +48,15 @@ from app.pipeline.wire import run_request_json
 from bench.common import Figure, Size, WrongResult
 from bench.memory import Peak, tree_rss
 from config.settings import Settings, load_settings
-from tests.support.processes import BIN, ROOT, MotoServer, Synmon, free_port, kill_group
+from tests.support.processes import (
+    BIN,
+    ROOT,
+    MotoServer,
+    Synmon,
+    free_port,
+    kill_group,
+    wait_until,
+)
 
 # Runs per figure, by the target's delay in seconds.
 SIZES: dict[str, dict[float, int]] = {
@@ -90,11 +98,7 @@ def logged_moto(log: Path) -> Iterator[MotoServer]:
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 30
-        while not server._ready():
-            if time.monotonic() > deadline:
-                raise RuntimeError("moto_server did not start")
-            time.sleep(0.1)
+        wait_until(server._ready, 30, message=f"moto_server on {server.port}")
         yield server
     finally:
         server.stop()

@@ -20,6 +20,7 @@ from app.storage.db import sessions
 from app.storage.models import CheckRunRow
 from bench.common import Figure, Size, WrongResult
 from bench.http_executor import target
+from config.settings import load_settings
 from tests.support.pipeline import http_check, running_pipeline
 from tests.support.plain_worker import start_plain_worker
 from tests.support.processes import kill_group, wait_until
@@ -85,12 +86,15 @@ def trivial_rate(count: int) -> float:
     from tests.support.processes import moto_server
 
     with moto_server() as moto:
-        from config.settings import load_settings
-
         settings = load_settings({"SYNMON_SQS_ENDPOINT": moto.endpoint})
         queue = "trivial"
         url = client(settings).create_queue(QueueName=queue)["QueueUrl"]
-        worker = start_plain_worker(moto.port, queue, url, "-c", str(CONCURRENCY), "-O", "fair")
+        # The pool synmon's HTTP workers use (threads by default since SYNMON_HTTP_POOL):
+        # Celery's own default, prefork, would compare four processes with four threads.
+        pool = settings.http_pool
+        worker = start_plain_worker(
+            moto.port, queue, url, "-P", pool, "-c", str(CONCURRENCY), "-O", "fair"
+        )
         sender = BatchSender(settings)
         sender.urls._urls[queue] = url
 
@@ -138,7 +142,7 @@ def run(size: Size) -> list[Figure]:
     return [
         Figure(
             "end-to-end",
-            f"{count} runs to stored results, {CONCURRENCY} processes",
+            f"{count} runs to stored results, {CONCURRENCY} slots ({load_settings({}).http_pool})",
             "runs/s",
             synmon,
             trivial,
