@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tempfile
 import threading
 import time
@@ -17,11 +18,13 @@ import psutil
 import pyppeteer
 
 from app.execution.runs import RunRequest
+from app.ops.health import READY
 from app.pipeline.dispatch import run_request_message
 from app.pipeline.sqs import BatchSender, client
 from bench.browser import launch_options, wait_for_bench_chromium_to_exit
 from bench.common import Figure, Size, WrongResult
 from bench.http_executor import target
+from config.settings import load_settings
 from tests.support.pages import PageServer
 from tests.support.pipeline import http_check, running_pipeline
 from tests.support.plain_worker import start_plain_worker
@@ -66,6 +69,15 @@ class Peak:
         self.thread.join()
 
 
+def consuming(folder: Path) -> bool:
+    """A worker's health file under ``folder`` says it consumes (its pool has started)."""
+    for path in (folder / "health").glob("*.json"):
+        with contextlib.suppress(ValueError):  # caught mid-write: the next poll reads it
+            if json.loads(path.read_text()).get("state") == READY:
+                return True
+    return False
+
+
 def worker_pid(pipeline: object, prefix: str) -> int:
     for name, process in pipeline.synmon.processes:  # type: ignore[attr-defined]
         if name.startswith(prefix):
@@ -84,13 +96,8 @@ def http_worker(count: int) -> tuple[float, float]:
             beat=False,
         ) as pipeline:
             pid = worker_pid(pipeline, "worker")
-            wait_until(
-                lambda: (
-                    "ready" in pipeline.synmon.log("worker-eu-west-1-http")
-                    or len(psutil.Process(pid).children()) == 4
-                ),
-                60,
-            )
+            # Its health file, not its pool processes: a threads pool (the default) has none.
+            wait_until(lambda: consuming(folder), 60, 0.2, "the HTTP worker consuming")
             time.sleep(3)
             idle = tree_rss(pid)
             pipeline.sync({"checks": [http_check("m", url)]})
@@ -113,8 +120,6 @@ def http_worker(count: int) -> tuple[float, float]:
 
 def bare_celery_worker() -> float:
     with moto_server() as moto:
-        from config.settings import load_settings
-
         settings = load_settings({"SYNMON_SQS_ENDPOINT": moto.endpoint})
         url = client(settings).create_queue(QueueName="trivial")["QueueUrl"]
         worker = start_plain_worker(moto.port, "trivial", url, "-c", "4")
@@ -191,20 +196,21 @@ def run(size: Size) -> list[Figure]:
     browser = browser_worker()
     chromium = bare_chromium()
     notes = ["RSS summed over the process tree (shared pages count in each process)"]
+    pool = load_settings({}).http_pool
     figures = [
         Figure(
             "memory",
-            "HTTP worker, 4 processes, idle",
+            f"HTTP worker, -c 4 ({pool}), idle",
             "MiB",
             idle,
             bare,
-            "bare Celery worker, no-op task, 4 processes, idle",
+            "bare Celery worker, no-op task, 4 processes (prefork), idle",
             better="lower",
             notes=notes,
         ),
         Figure(
             "memory",
-            "HTTP worker, 4 processes, busy (peak)",
+            f"HTTP worker, -c 4 ({pool}), busy (peak)",
             "MiB",
             busy,
             idle,
