@@ -2,7 +2,7 @@
 
 Routes:
   GET /                          status page: every check, its state and recent runs
-  GET /api/checks                checks with their state
+  GET /api/checks                checks with their state and uptime (24h, 7d, 30d)
   GET /api/checks/<id>/runs      runs of a check (?since=10m&limit=100)
   GET /api/runs                  recent runs of every check (?since=10m&limit=100)
   GET /metrics                   Prometheus metrics (app/ops/metrics.py)
