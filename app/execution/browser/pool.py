@@ -78,7 +78,7 @@ class BrowserUnavailable(RetryableError, RuntimeError):
 
 
 @dataclass(eq=False)
-class Session:
+class Launch:
     """One launch of Chromium, pyppeteer's connection to it, and the runs it serves."""
 
     chromium: Chromium
@@ -94,13 +94,15 @@ class Session:
 class BrowserHost:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Built once, off the loop: an S3 client takes long enough to stall every run.
+        self.artifacts = store_for(settings)
         guard = TargetGuard(settings.allow_private_targets, settings.allowed_targets)
         # Each run's requests come on a port of its own; the port Chromium is launched
         # with only ever carries Chromium's own traffic, and refuses all of it.
         self.proxy = GuardProxy(guard, refuse_between_runs=True).start()
-        self.session: Session | None = None  # where new runs go
-        # Recycled sessions whose runs in flight have not all ended: closed by the last.
-        self.draining: set[Session] = set()
+        self.current: Launch | None = None  # where new runs go
+        # Recycled launches whose runs in flight have not all ended: closed by the last.
+        self.draining: set[Launch] = set()
         self.launches = 0
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
@@ -117,11 +119,11 @@ class BrowserHost:
 
     @property
     def chromium(self) -> Chromium | None:
-        return self.session.chromium if self.session is not None else None
+        return self.current.chromium if self.current is not None else None
 
     @property
     def browser(self) -> Any:
-        return self.session.browser if self.session is not None else None
+        return self.current.browser if self.current is not None else None
 
     def _call(self, coroutine: Any, timeout: float | None = None) -> Any:
         """``coroutine`` run on the host's loop, from any other thread; its result."""
@@ -137,40 +139,40 @@ class BrowserHost:
         """A healthy Chromium, launched (or recycled) if need be."""
         self._call(self._admit(run=False))
 
-    async def _admit(self, run: bool) -> Session:
-        """The session a new run (``run``) goes on. Launched when there is none or it is
+    async def _admit(self, run: bool) -> Launch:
+        """The Chromium launch a new run (``run``) goes on. Launched when there is none or it is
         gone; when it is due for recycling, a new one is launched for the new runs and
         the old one is closed once its runs in flight have ended: a recycle never cuts
         a run short, nor makes one wait for another's end."""
         if self._admitting is None:
             self._admitting = asyncio.Lock()
         async with self._admitting:  # one launch at a time: who comes meanwhile uses it
-            old = self.session
+            old = self.current
             reason = "starting"
             if old is not None and old.runs >= self.settings.browser_recycle_after:
                 reason = f"recycling after {old.runs} runs"
-                self.session = None
+                self.current = None
                 if old.in_flight and old.healthy():
                     self.draining.add(old)
                 else:
-                    await self._close_session(old)
+                    await self._close_launch(old)
             elif old is not None and not old.healthy():
                 reason = "Chromium is gone"
                 await self._retire(old)
-            if self.session is None:
-                self.session = await self._launch(reason)
-            session = self.session
+            if self.current is None:
+                self.current = await self._launch(reason)
+            launched = self.current
             if run:
-                session.runs += 1
-                session.in_flight += 1
-            return session
+                launched.runs += 1
+                launched.in_flight += 1
+            return launched
 
-    async def _ended(self, session: Session) -> None:
-        session.in_flight -= 1
-        if session in self.draining and session.in_flight == 0:
-            await self._retire(session)
+    async def _ended(self, launched: Launch) -> None:
+        launched.in_flight -= 1
+        if launched in self.draining and launched.in_flight == 0:
+            await self._retire(launched)
 
-    async def _launch(self, reason: str) -> Session:
+    async def _launch(self, reason: str) -> Launch:
         log.info("launching Chromium (%s)", reason)
         loop = asyncio.get_running_loop()
         if self.launches == 0:
@@ -188,29 +190,29 @@ class BrowserHost:
                 chromium.kill()
             raise BrowserUnavailable(f"cannot start Chromium: {exc}") from exc
         self.launches += 1
-        return Session(chromium, browser)
+        return Launch(chromium, browser)
 
-    async def _retire(self, session: Session) -> None:
-        """``session`` is done with (broken, or recycled and idle): closed, and no new run
+    async def _retire(self, launched: Launch) -> None:
+        """``launched`` is done with (broken, or recycled and idle): closed, and no new run
         goes on it; runs still in flight on a broken one fail as browser errors."""
-        if self.session is session:
-            self.session = None
-        self.draining.discard(session)
-        await self._close_session(session)
+        if self.current is launched:
+            self.current = None
+        self.draining.discard(launched)
+        await self._close_launch(launched)
 
-    async def _close_session(self, session: Session) -> None:
-        if session.closed:
+    async def _close_launch(self, launched: Launch) -> None:
+        if launched.closed:
             return
-        session.closed = True
+        launched.closed = True
         try:
-            await asyncio.wait_for(session.browser.disconnect(), 5)
+            await asyncio.wait_for(launched.browser.disconnect(), 5)
         except Exception as exc:  # noqa: BLE001 - it is being killed anyway
             log.debug("disconnect failed: %s", exc)
-        await asyncio.get_running_loop().run_in_executor(None, session.chromium.kill)
+        await asyncio.get_running_loop().run_in_executor(None, launched.chromium.kill)
 
     async def _close_all(self) -> None:
-        for session in [*self.draining, *([self.session] if self.session else [])]:
-            await self._retire(session)
+        for launched in [*self.draining, *([self.current] if self.current else [])]:
+            await self._retire(launched)
 
     def close_browser(self) -> None:
         if not self._closed:
@@ -241,22 +243,22 @@ class BrowserHost:
         return result
 
     async def _run_one(self, check: Check, request: RunRequest, deliveries: int) -> RunResult:
-        session = await self._admit(run=True)
+        launched = await self._admit(run=True)
         observation = Observation(started_at=datetime.now(UTC))
         placeholders = Placeholders(self.settings.variables, self.settings.public_variables)
         secrets: set[str] = set()
         try:
             with self.proxy.run_port() as traffic:
                 await self._run(
-                    session, traffic, check, request, observation, placeholders, secrets
+                    launched, traffic, check, request, observation, placeholders, secrets
                 )
         except BrowserUnavailable:
-            await self._retire(session)
+            await self._retire(launched)
             raise
         finally:
-            await self._ended(session)
-        if not session.chromium.alive():
-            await self._retire(session)
+            await self._ended(launched)
+        if not launched.chromium.alive():
+            await self._retire(launched)
         observation.stop()
         return to_result(
             check, request, observation, self.settings, deliveries, secrets | placeholders.used
@@ -269,9 +271,9 @@ class BrowserHost:
             # A browser that cannot open a context is broken, not the target.
             raise BrowserUnavailable(f"Chromium did not {what}: {exc or 'timed out'}") from exc
 
-    async def _new_context(self, session: Session, traffic: RunTraffic) -> BrowserContext:
+    async def _new_context(self, launched: Launch, traffic: RunTraffic) -> BrowserContext:
         """An incognito context whose every request goes to the run's own proxy port."""
-        browser = session.browser
+        browser = launched.browser
         created = await browser._connection.send(
             "Target.createBrowserContext",
             {"proxyServer": f"http://127.0.0.1:{traffic.port}", "proxyBypassList": PROXY_BYPASS},
@@ -282,7 +284,7 @@ class BrowserHost:
 
     async def _run(
         self,
-        session: Session,
+        launched: Launch,
         traffic: RunTraffic,
         check: Check,
         request: RunRequest,
@@ -293,7 +295,7 @@ class BrowserHost:
         spec = check.browser
         assert spec is not None
         deadline = time.monotonic() + spec.timeout
-        context = await self._control(self._new_context(session, traffic), "open a context")
+        context = await self._control(self._new_context(launched, traffic), "open a context")
         try:
             page = await self._control(context.newPage(), "open a page")
             events = PageEvents()
@@ -309,7 +311,7 @@ class BrowserHost:
 
             page.on("framenavigated", navigated)
             await page.setViewport({"width": spec.viewport.width, "height": spec.viewport.height})
-            artifacts = store_for(self.settings)
+            artifacts = self.artifacts
             typed_secrets: set[str] = set()
 
             async def screenshot(name: str, full_page: bool = False) -> None:
@@ -356,11 +358,11 @@ class BrowserHost:
             except UndefinedVariable as exc:
                 observation.fail(CONFIG, str(exc))
             else:
-                await self._steps(session, ctx, check, observation, deadline)
+                await self._steps(launched, ctx, check, observation, deadline)
             # Refused after the last step began (a script's late request): recorded too.
             events.blocked(traffic.take())
             await self._finish_page(
-                session,
+                launched,
                 page,
                 events,
                 observation,
@@ -372,11 +374,11 @@ class BrowserHost:
             except Exception as exc:  # noqa: BLE001 - a context that will not close means a sick browser
                 log.warning("closing the context failed (%s); restarting Chromium", exc)
                 # Replaced for the next run; closed once its other runs have ended.
-                session.runs = self.settings.browser_recycle_after
+                launched.runs = self.settings.browser_recycle_after
 
     async def _steps(
         self,
-        session: Session,
+        launched: Launch,
         ctx: StepContext,
         check: Check,
         observation: Observation,
@@ -399,7 +401,7 @@ class BrowserHost:
                     raise TimeoutError
                 await asyncio.wait_for(run_step(ctx, step), remaining)
             except Exception as exc:  # noqa: BLE001 - every failure of a step is reported, none escapes
-                observation.fail(*await self._failure(session, spec.timeout, index, step, exc))
+                observation.fail(*await self._failure(launched, spec.timeout, index, step, exc))
             outcome["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
             outcome["passed"] = observation.error is None
             if observation.error is not None:
@@ -419,14 +421,14 @@ class BrowserHost:
                         "skipped": True,
                     }
                 )
-            if session.chromium.alive() and not ctx.events.crashed:
+            if launched.chromium.alive() and not ctx.events.crashed:
                 try:
                     await ctx.screenshot("failure")
                 except Exception as exc:  # noqa: BLE001 - the failure matters more than its picture
                     log.warning("no screenshot of the failure: %s", exc)
 
     async def _failure(
-        self, session: Session, check_timeout: float, index: int, step: Any, exc: Exception
+        self, launched: Launch, check_timeout: float, index: int, step: Any, exc: Exception
     ) -> tuple[str, str]:
         """(error kind, message) for a step that raised ``exc``."""
         where = f"step {index + 1} ({describe(step)})"
@@ -436,18 +438,18 @@ class BrowserHost:
             return TIMEOUT, f"check timed out after {check_timeout:g}s in {where}"
         if isinstance(exc, UndefinedVariable):
             return CONFIG, f"{where}: {exc}"
-        if not await self._survives(session):
+        if not await self._survives(launched):
             return BROWSER, f"Chromium crashed during {where}"
         if isinstance(exc, PageCrashed) or "Target closed" in str(exc):
             return BROWSER, f"the page crashed during {where}"
         log.warning("%s failed unexpectedly", where, exc_info=exc)
         return BROWSER, f"{where}: {(str(exc).splitlines() or [type(exc).__name__])[0][:RAW_LIMIT]}"
 
-    async def _survives(self, session: Session, grace: float = 1.0) -> bool:
+    async def _survives(self, launched: Launch, grace: float = 1.0) -> bool:
         """Whether the run's browser is still healthy after an error (a dying one gets
         ``grace`` s); a newer one that replaced it meanwhile does not count."""
         deadline = time.monotonic() + grace
-        while session.healthy():
+        while launched.healthy():
             if time.monotonic() >= deadline:
                 return True
             await asyncio.sleep(0.05)
@@ -455,13 +457,13 @@ class BrowserHost:
 
     async def _finish_page(
         self,
-        session: Session,
+        launched: Launch,
         page: Any,
         events: PageEvents,
         observation: Observation,
         redactor: Redactor,
     ) -> None:
-        alive = session.chromium.alive() and not events.crashed  # else nothing answers
+        alive = launched.chromium.alive() and not events.crashed  # else nothing answers
 
         def shown(text: str) -> str:  # redacted first, then cut: no half secret shows
             return redactor.cut(text, TEXT_LIMIT, already_cut=len(text) >= RAW_LIMIT)
