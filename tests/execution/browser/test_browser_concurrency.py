@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -177,7 +178,8 @@ def test_a_crashed_chromium_fails_the_runs_in_flight_and_is_relaunched(
     killer.join()
     for result in results:
         assert result.status == "failed" and result.error_kind == "browser", result.error
-        assert "Chromium crashed during step 2" in (result.error or "")
+        # Step 2 as a rule; step 1 when a loaded machine is still loading the page.
+        assert re.search(r"Chromium crashed during step [12]\b", result.error or ""), result.error
     again = run_together(host, [noisy(first, "a", free_port()), noisy(second, "b", free_port())])
     assert [r.status for r in again] == ["passed", "passed"], [r.error for r in again]
     assert host.chromium is not None and host.chromium is not victim
