@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from app.pipeline.sqs import client_for, queue_urls
 from tests.support.faults import FAST_QUEUES, assert_exactly_once, send_runs
 from tests.support.pipeline import http_check, running_pipeline
 from tests.support.processes import wait_until
+from tests.support.servers import serving
 
 pytestmark = pytest.mark.processes
 
@@ -65,18 +64,6 @@ class CountingHandler(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def counting_target() -> Iterator[CountingServer]:
-    server = CountingServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def not_visible(settings: Any) -> int:
     name = queue_name(settings, "run", "eu-west-1", "http")
     attributes = client_for(settings, name).get_queue_attributes(
@@ -87,7 +74,7 @@ def not_visible(settings: Any) -> int:
 
 
 def test_one_worker_process_runs_its_threads_worth_of_checks_at_once(tmp_path: Path) -> None:
-    with counting_target() as target:
+    with serving(CountingServer()) as target:
         port = target.server_address[1]
         env = {**FAST_QUEUES, "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}"}
         workers = [("eu-west-1", "http", THREADS)]
