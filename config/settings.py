@@ -21,6 +21,7 @@ import sys
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import (
@@ -288,6 +289,25 @@ def _user_password(raw: str) -> str:
     if ":" not in raw:
         raise ValueError("expected USER:PASSWORD")  # not echoed: it is a password
     return raw
+
+
+_RETENTION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|d|w|y)?\s*$")
+_RETENTION_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+# A year of retention is 365 days: keeping a day more in a leap year matters to no one.
+_RETENTION_UNITS["y"] = timedelta(days=365)
+
+
+def _retention(raw: str) -> timedelta:
+    """How long something is kept: ``12h``, ``30d``, ``8w``, ``2y``, or days as a number."""
+    match = _RETENTION_RE.match(raw)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"expected a duration such as 30d, 12h, 8w or 2y, not {raw!r}")
+    return float(match.group(1)) * _RETENTION_UNITS[match.group(2) or "d"]
+
+
+_RETENTION = Rule(
+    "a duration: `12h`, `30d`, `8w`, `2y` (365 days), or a number of days", _retention
+)
 
 
 def _package_version() -> str:
@@ -582,6 +602,35 @@ class Settings:
     )
     ingest_batch_size: int = setting(
         "SYNMON_INGEST_BATCH_SIZE", 500, "results per ingest transaction", low=1, high=10_000
+    )
+    # Retention: what the periodic prune (and `synmon prune`) removes.
+    runs_retention: timedelta = setting(  # noqa: RUF009 - setting() returns a field()
+        "SYNMON_RUNS_RETENTION",
+        timedelta(days=30),
+        "how long raw runs (and their artifacts) are kept, by the time they were scheduled",
+        parse=_RETENTION,
+        shown="`30d`",
+    )
+    hourly_rollups_retention: timedelta = setting(  # noqa: RUF009 - setting() returns a field()
+        "SYNMON_HOURLY_ROLLUPS_RETENTION",
+        timedelta(days=90),
+        "how long hourly rollups are kept (a day's hours go only once that day is over)",
+        parse=_RETENTION,
+        shown="`90d`",
+    )
+    daily_rollups_retention: timedelta = setting(  # noqa: RUF009 - setting() returns a field()
+        "SYNMON_DAILY_ROLLUPS_RETENTION",
+        timedelta(days=730),
+        "how long daily rollups are kept",
+        parse=_RETENTION,
+        shown="`2y`",
+    )
+    prune_batch_size: int = setting(
+        "SYNMON_PRUNE_BATCH_SIZE",
+        5000,
+        "rows per prune transaction: each is short, so ingest never waits long",
+        low=1,
+        high=100_000,
     )
     # Operations
     log_level: str = setting(
