@@ -23,7 +23,7 @@ log = logging.getLogger("synmon.celery")
 # (``celery -A app -b redis://... inspect ping``) gets its own transport, as Celery users
 # expect. Registered here, before any connection is made from this app.
 TRANSPORT_ALIASES["sqs"] = "app.celery.transport:SynmonSQSTransport"
-TASK_MODULES = ["tasks.http", "tasks.browser", "tasks.dispatch"]
+TASK_MODULES = ["tasks.http", "tasks.browser", "tasks.dispatch", "tasks.prune"]
 
 
 class QueuesMissing(SynmonError, RuntimeError):

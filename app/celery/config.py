@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from app.pipeline.queues import queue_name, queue_region
 from app.pipeline.sqs import connection_pool_size
-from config.celery import DISPATCH_TASK, RUN_TASKS
+from config.celery import DISPATCH_TASK, PRUNE_INTERVAL_SECONDS, PRUNE_TASK, RUN_TASKS
 from config.settings import Settings
 
 
@@ -37,7 +37,7 @@ def route_task(
         if name == task_name:
             request = args[0] if args else kwargs.get("request", {})
             return {"queue": queue_name(settings, "run", request["location"], kind)}  # type: ignore[arg-type]
-    if name == DISPATCH_TASK:
+    if name in (DISPATCH_TASK, PRUNE_TASK):
         return {"queue": queue_name(settings, "dispatch")}
     return None
 
@@ -112,7 +112,13 @@ def celery_config(settings: Settings, queue_urls: Mapping[str, str]) -> dict[str
                 # A tick that waited longer than its interval is worthless: the next
                 # one selects the same due checks.
                 "options": {"expires": max(settings.dispatch_interval * 3, 5.0)},
-            }
+            },
+            "prune-expired-history": {
+                "task": PRUNE_TASK,
+                "schedule": PRUNE_INTERVAL_SECONDS,
+                # A pass still queued when the next is due would only repeat it.
+                "options": {"expires": PRUNE_INTERVAL_SECONDS},
+            },
         },
         "worker_consumer": "app.celery.worker:SynmonConsumer",
     }

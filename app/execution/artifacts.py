@@ -7,16 +7,28 @@ at an S3-compatible endpoint).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from config.errors import RetryableError
 from config.settings import Settings
+
+
+class ArtifactsNotDeleted(RetryableError):
+    """The store refused to delete some artifacts; the prune pass that asked is undone
+    and the next one tries again."""
 
 
 class ArtifactStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str) -> str:
         """Store ``data`` under ``key``; the artifact's URL."""
+        ...
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove the artifacts stored under ``keys``; a key already gone is no error
+        (two prune passes, or one retried, may remove the same artifact)."""
         ...
 
 
@@ -29,6 +41,20 @@ class FolderStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return f"file://{path}"
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            path = self.root / key
+            path.unlink(missing_ok=True)
+            # The run's folder (check/run/) goes with its last artifact; a folder still
+            # holding something, or shared with another run, stays.
+            for folder in (path.parent, path.parent.parent):
+                if folder == self.root or not folder.is_relative_to(self.root):
+                    break
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
 
 class S3Store:
@@ -53,6 +79,21 @@ class S3Store:
             Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
         )
         return f"s3://{self.bucket}/{self._key(key)}"
+
+    def delete(self, keys: Sequence[str]) -> None:
+        # delete_objects takes at most 1000 keys a request; S3 reports a missing key as
+        # deleted, so a retried pass fails on nothing.
+        for start in range(0, len(keys), 1000):
+            objects = [{"Key": self._key(key)} for key in keys[start : start + 1000]]
+            answer = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise ArtifactsNotDeleted(
+                    f"S3 did not delete {len(answer['Errors'])} artifacts of "
+                    f"s3://{self.bucket}/, e.g. {first.get('Key')}: {first.get('Message')}"
+                )
 
 
 def store_for(settings: Settings) -> ArtifactStore:

@@ -1,0 +1,18 @@
+"""The retention task that celery beat triggers every hour."""
+
+from __future__ import annotations
+
+from app.celery import app
+from app.execution.artifacts import store_for
+from app.pipeline.retention import prune_now
+from app.storage.db import sessions
+from config.celery import PRUNE_TASK
+from config.settings import get_settings
+
+
+# Acknowledged on receipt, like dispatch: a lost or doubled pass costs nothing, the next
+# one removes what this one did not, and two at once remove each row once.
+@app.task(name=PRUNE_TASK, acks_late=False)
+def prune() -> dict[str, int]:
+    settings = get_settings()
+    return prune_now(sessions(settings.database_url), settings, store_for(settings)).as_dict()
