@@ -30,7 +30,7 @@ def with_artifact(store: FolderStore, run: RunResult, name: str) -> RunResult:
 
 def counts(Session: Any) -> tuple[int, int, int]:
     with Session() as session:
-        return tuple(  # type: ignore[return-value]
+        return tuple(
             session.scalar(select(func.count()).select_from(t))
             for t in (CheckRunRow.__table__, HOURLY_ROLLUPS, DAILY_ROLLUPS)
         )
