@@ -6,9 +6,12 @@ The configuration Celery is given is built from these and the settings in
 
 RUN_TASKS = {"http": "synmon.run_http", "browser": "synmon.run_browser"}
 DISPATCH_TASK = "synmon.dispatch"
-# Retention (app/pipeline/retention.py), hourly on beat, on the dispatch queue.
+# Retention (app/pipeline/retention.py) on beat, on the dispatch queue. The dispatch
+# worker runs one task at a time, so a pass stops after its budget (dispatch ticks wait
+# that long at most, well inside their 5 s expiry) and the next, a minute on, goes on.
 PRUNE_TASK = "synmon.prune"
-PRUNE_INTERVAL_SECONDS = 3600.0
+PRUNE_INTERVAL_SECONDS = 60.0
+PRUNE_BUDGET_SECONDS = 2.0
 # A job that fails (not a check that fails) becomes visible again after these many
 # seconds, by receive count, until the queue's maxReceiveCount sends it to its DLQ.
 JOB_BACKOFF_SECONDS = {1: 1, 2: 5, 3: 15, 4: 60, 5: 120}

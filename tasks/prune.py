@@ -1,4 +1,4 @@
-"""The retention task that celery beat triggers every hour."""
+"""The retention task that celery beat triggers every minute, each a bounded pass."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from app.celery import app
 from app.execution.artifacts import store_for
 from app.pipeline.retention import prune_now
 from app.storage.db import sessions
-from config.celery import PRUNE_TASK
+from config.celery import PRUNE_BUDGET_SECONDS, PRUNE_TASK
 from config.settings import get_settings
 
 
@@ -15,4 +15,5 @@ from config.settings import get_settings
 @app.task(name=PRUNE_TASK, acks_late=False)
 def prune() -> dict[str, int]:
     settings = get_settings()
-    return prune_now(sessions(settings.database_url), settings, store_for(settings)).as_dict()
+    Session = sessions(settings.database_url)
+    return prune_now(Session, settings, store_for(settings), PRUNE_BUDGET_SECONDS).as_dict()

@@ -24,7 +24,8 @@ def prune(settings: Settings, dry_run: bool, as_json: bool) -> None:
     SYNMON_RUNS_RETENTION, hourly rollups after SYNMON_HOURLY_ROLLUPS_RETENTION, daily
     rollups after SYNMON_DAILY_ROLLUPS_RETENTION, by when runs were scheduled.
 
-    The periodic task does the same every hour; running both at once is safe.
+    The periodic task does the same every minute, two seconds of it at a time; running
+    both at once is safe.
     """
     from app.execution.artifacts import store_for
     from app.pipeline.retention import plan_now, prune_now

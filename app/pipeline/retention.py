@@ -6,10 +6,13 @@
 What goes, each by its own setting:
 
 - raw runs whose ``scheduled_at`` is older than ``SYNMON_RUNS_RETENTION``, whatever their
-  state: a run scheduled a month ago is history, and a retry still awaited that long ago
-  will never come (its result, should it arrive, is stored again and pruned next pass).
-  Their artifacts go with them, in the same transaction: deleted from the store before
-  the rows are committed, so a failed store undoes the batch and nothing is orphaned.
+  state: a run scheduled a month ago is history, and a retry still awaited after that
+  long will not come. (SQS keeps a message 14 days at most: with a longer retention no
+  redelivery of a removed run can arrive and be stored, and counted, a second time.)
+  Their artifacts go with them, in the batch's transaction: deleted from the store
+  before the rows are committed. A failed store undoes the batch; a failed commit leaves
+  expired rows whose artifacts are gone, which the next pass removes. So no artifact is
+  ever left that no row names.
 - hourly rollup rows whose hour ended before ``SYNMON_HOURLY_ROLLUPS_RETENTION`` ago, and
   only once their day is over (a short retention never empties the current day);
 - daily rollup rows whose day ended before ``SYNMON_DAILY_ROLLUPS_RETENTION`` ago.
@@ -19,10 +22,17 @@ check_runs is a plain table here (on both databases), so rows are deleted in bat
 pass for long. On Postgres each batch locks its rows with SKIP LOCKED: two passes at
 once (beat fired twice, or ``synmon prune`` beside the task) take different rows and
 each row is removed, and counted, once. SQLite has one writer: its batches take turns.
+The periodic task gives a pass a budget of time (it shares the dispatch worker); the
+CLI's pass runs to the end.
+
+Without an index on ``scheduled_at`` (the schema has none), each batch walks check_runs
+in id order from the oldest: cheap while old rows remain, one full walk when they are
+gone. Partitioning check_runs by time (issue #15's Postgres part) replaces this there.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -112,30 +122,41 @@ def plan(session: Session, settings: Settings, now: datetime) -> Pruned:
 
 
 def prune(
-    Session: sessionmaker[Session], settings: Settings, store: ArtifactStore, now: datetime
+    Session: sessionmaker[Session],
+    settings: Settings,
+    store: ArtifactStore,
+    now: datetime,
+    budget: float | None = None,
 ) -> Pruned:
     """Remove what ``plan`` at ``now`` counts, a batch per transaction; what it removed.
 
+    With a ``budget`` (seconds), no batch starts after it is spent: the periodic task
+    shares its worker with dispatch, and the next pass goes on where this one stopped.
+    Rollups come first, so that a backlog of raw runs never starves them.
     Safe beside ingest and beside another pass: see the module's doc."""
     cutoffs = Cutoffs.of(settings, now)
     size = settings.prune_batch_size
+    until = None if budget is None else time.monotonic() + budget
     done = Pruned()
-    for runs, artifacts in _batches(Session, lambda s: _delete_runs(s, cutoffs, size, store)):
-        done.runs += runs
-        done.artifacts += artifacts
     for name, table, cutoff in _rollups(cutoffs):
         step = _rollup_step(table, cutoff, size)
-        setattr(done, name, sum(rows for rows, _ in _batches(Session, step)))
+        setattr(done, name, sum(rows for rows, _ in _batches(Session, step, until)))
+    runs = _batches(Session, lambda s: _delete_runs(s, cutoffs, size, store), until)
+    for removed, artifacts in runs:
+        done.runs += removed
+        done.artifacts += artifacts
     return done
 
 
 Step = Callable[[Session], tuple[int, int]]
 
 
-def _batches(Session: sessionmaker[Session], step: Step) -> Iterator[tuple[int, int]]:
+def _batches(
+    Session: sessionmaker[Session], step: Step, until: float | None
+) -> Iterator[tuple[int, int]]:
     """Run ``step`` (it says the rows and artifacts it removed) each time in a
-    transaction of its own, until it removes nothing."""
-    while True:
+    transaction of its own, until it removes nothing or the clock passes ``until``."""
+    while until is None or time.monotonic() < until:
         with Session.begin() as session:
             removed = step(session)
         if not removed[0]:
@@ -175,9 +196,14 @@ def _rollup_step(table: Table, cutoff: datetime, size: int) -> Step:
     return step
 
 
-def prune_now(Session: sessionmaker[Session], settings: Settings, store: ArtifactStore) -> Pruned:
-    """A pass as the periodic task runs it: at the current time."""
-    return prune(Session, settings, store, datetime.now(UTC))
+def prune_now(
+    Session: sessionmaker[Session],
+    settings: Settings,
+    store: ArtifactStore,
+    budget: float | None = None,
+) -> Pruned:
+    """A pass at the current time (the task's, with a budget; the CLI's, without)."""
+    return prune(Session, settings, store, datetime.now(UTC), budget)
 
 
 def plan_now(Session: sessionmaker[Session], settings: Settings) -> Pruned:

@@ -59,9 +59,9 @@ def test_dry_run_counts_what_prune_then_removes(
     assert [line.split()[-1] for line in lines[1:]] == ["0"] * 4
 
 
-def test_prune_is_on_beat_hourly_and_routed_to_dispatch() -> None:
+def test_prune_is_on_beat_every_minute_and_routed_to_dispatch() -> None:
     settings = make_settings()
     entries = celery_config(settings, {})["beat_schedule"].values()
     (entry,) = [e for e in entries if e["task"] == PRUNE_TASK]
-    assert entry["schedule"] == 3600.0
+    assert entry["schedule"] == 60.0
     assert route_task(PRUNE_TASK, (), {}, {}) == {"queue": queue_name(get_settings(), "dispatch")}

@@ -137,3 +137,12 @@ def test_two_passes_at_once_remove_each_row_once(database_url: str, tmp_path: Pa
     assert total == expected
     assert counts(Session)[0] == 1
     assert len([p for p in folder.root.rglob("*") if p.is_file()]) == 0
+
+
+def test_a_pass_stops_when_its_budget_is_spent(database_url: str, tmp_path: Path) -> None:
+    settings, Session = prepare(database_url, definitions())
+    settings = settings.with_overrides(prune_batch_size=1)
+    store(Session, settings, [result("passed", NOW - 40 * DAY - i * DAY) for i in range(3)])
+    folder = FolderStore(tmp_path)
+    assert prune(Session, settings, folder, NOW, budget=0.0) == Pruned()
+    assert prune(Session, settings, folder, NOW, budget=60.0).runs == 3
