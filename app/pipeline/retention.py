@@ -25,9 +25,9 @@ each row is removed, and counted, once. SQLite has one writer: its batches take 
 The periodic task gives a pass a budget of time (it shares the dispatch worker); the
 CLI's pass runs to the end.
 
-Without an index on ``scheduled_at`` (the schema has none), each batch walks check_runs
-in id order from the oldest: cheap while old rows remain, one full walk when they are
-gone. Partitioning check_runs by time (issue #15's Postgres part) replaces this there.
+Runs are found by the index on ``scheduled_at`` (migration 0004), oldest first, so a pass
+that finds nothing to remove reads one index entry. Partitioning check_runs by time
+(issue #15's Postgres part) will drop whole partitions instead.
 """
 
 from __future__ import annotations
@@ -172,9 +172,8 @@ def _locked(session: Session, query: Any) -> Any:
 def _delete_runs(
     session: Session, cutoffs: Cutoffs, size: int, store: ArtifactStore
 ) -> tuple[int, int]:
-    # Oldest ids first: the rows ingested first are mostly the oldest scheduled, so the
-    # primary key's order reaches them before the young rest of the table.
-    ids = select(RUNS.c.id).where(_old_runs(cutoffs)).order_by(RUNS.c.id).limit(size)
+    # Oldest first, along the index on scheduled_at: a batch reads what it removes.
+    ids = select(RUNS.c.id).where(_old_runs(cutoffs)).order_by(RUNS.c.scheduled_at).limit(size)
     statement = delete(RUNS).where(RUNS.c.id.in_(_locked(session, ids).scalar_subquery()))
     removed = list(session.execute(statement.returning(RUNS.c.artifacts)).scalars())
     keys = [key for artifacts in removed for key in artifact_keys(artifacts)]

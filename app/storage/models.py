@@ -136,6 +136,7 @@ class CheckRunRow(Base):
         Index("ix_check_runs_check_started", "check_id", "started_at"),
         Index("ix_check_runs_location_started", "location", "started_at"),
         Index("ix_check_runs_root", "root_run_id"),
+        Index("ix_check_runs_scheduled", "scheduled_at"),  # what retention removes
     )
 
 

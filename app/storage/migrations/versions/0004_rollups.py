@@ -1,6 +1,9 @@
-"""Expand: check_rollups_hourly and check_rollups_daily, the history of every check.
+"""Expand: check_rollups_hourly and check_rollups_daily, the history of every check, and
+an index on check_runs.scheduled_at, by which retention finds what has expired.
 
-Expand only: two new tables. The release before never reads or writes them and keeps
+Expand only: two new tables and an index. On Postgres the index is built CONCURRENTLY,
+so the release before keeps inserting runs while it is built, however large the table.
+The release before never reads or writes the new tables and keeps
 writing check_runs as it did; this release adds each final run it stores to both in the
 same transaction. The runs that the release before stores during the roll (and every
 run stored before this migration) are counted afterwards by ``synmon rollups --rebuild
@@ -25,6 +28,7 @@ BOUNDS_MS = [10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700]
 BOUNDS_MS += [1000, 1500, 2000, 3000, 5000, 7000, 10000, 15000, 20000, 30000, 50000, 60000]
 HISTOGRAM = [f"ms_le_{bound}" for bound in BOUNDS_MS] + ["ms_gt_60000"]
 TABLES = ("check_rollups_hourly", "check_rollups_daily")
+RUNS_SCHEDULED = "ix_check_runs_scheduled"
 
 
 def upgrade() -> None:
@@ -44,7 +48,16 @@ def upgrade() -> None:
             sa.PrimaryKeyConstraint("check_id", "location", "bucket_start", name=f"pk_{name}"),
         )
 
+    if op.get_context().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(
+                RUNS_SCHEDULED, "check_runs", ["scheduled_at"], postgresql_concurrently=True
+            )
+    else:
+        op.create_index(RUNS_SCHEDULED, "check_runs", ["scheduled_at"])
+
 
 def downgrade() -> None:
+    op.drop_index(RUNS_SCHEDULED, table_name="check_runs")
     for name in TABLES:
         op.drop_table(name)
