@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.definitions.models import Assertion
-from app.execution.assertions import CaseInsensitive, ResponseFacts, compare, evaluate
+from app.execution.assertions import CaseInsensitive, ResponseFacts, compare, judge
 
 FACTS = ResponseFacts(
     status_code=200,
@@ -68,15 +68,13 @@ def test_sources_and_comparisons(
     source: str, prop: str | None, comparison: str, target: object, passed: bool
 ) -> None:
     assertion = Assertion(source=source, property=prop, comparison=comparison, target=target)
-    (outcome,) = evaluate([assertion], FACTS)
+    (outcome,) = judge([assertion], FACTS)
     assert outcome.passed is passed, outcome
 
 
 def test_non_json_body_fails_json_assertions_with_a_reason() -> None:
     facts = ResponseFacts(status_code=200, headers={}, text="<html>", response_time_ms=1)
-    (outcome,) = evaluate(
-        [Assertion(source="json_body", property="$.a", comparison="is_null")], facts
-    )
+    (outcome,) = judge([Assertion(source="json_body", property="$.a", comparison="is_null")], facts)
     assert not outcome.passed and outcome.error == "the response body is not JSON"
 
 
@@ -85,13 +83,13 @@ def test_tls_assertion_over_plain_http_fails_with_a_reason() -> None:
     assertion = Assertion(
         source="tls_certificate", property="days_until_expiry", comparison="greater_than", target=1
     )
-    (outcome,) = evaluate([assertion], facts)
+    (outcome,) = judge([assertion], facts)
     assert not outcome.passed and "not made over https" in (outcome.error or "")
 
 
 def test_actual_values_in_outcomes_are_bounded() -> None:
     facts = ResponseFacts(status_code=200, headers={}, text="x" * 10_000, response_time_ms=1)
-    (outcome,) = evaluate([Assertion(source="text_body", comparison="contains", target="y")], facts)
+    (outcome,) = judge([Assertion(source="text_body", comparison="contains", target="y")], facts)
     assert len(outcome.actual) <= 200
 
 
