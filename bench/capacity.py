@@ -526,6 +526,9 @@ def run(size: Size) -> list[Figure]:
             "SYNMON_LOCATIONS": LOCATION,
             "SYNMON_DATA_DIR": str(folder),
             "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}",
+            # The pool this benchmark is about (not the default, which is prefork).
+            "SYNMON_HTTP_POOL": "threads",
+            "SYNMON_HTTP_CONCURRENCY": "100",
         }
         settings = load_settings(env)
         concurrency = settings.http_concurrency

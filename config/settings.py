@@ -571,14 +571,15 @@ class Settings:
     # Workers
     http_pool: Literal["threads", "prefork"] = setting(
         "SYNMON_HTTP_POOL",
-        "threads",
-        "Celery pool of an HTTP worker: `threads` keeps many checks in flight in one "
-        "process (checks wait on their targets); `prefork` runs one per process",
+        "prefork",
+        "Celery pool of an HTTP worker: `prefork` runs one check per process; `threads` "
+        "keeps many in flight in one process (set the concurrency to about 100), but a "
+        "worker stopped mid-roll can leave a run waiting out its visibility timeout",
     )
     http_concurrency: int = setting(
         "SYNMON_HTTP_CONCURRENCY",
-        100,
-        "checks in flight per HTTP worker (threads, or processes with prefork)",
+        4,
+        "checks in flight per HTTP worker (processes with prefork, threads with threads)",
         low=1,
         high=512,
     )

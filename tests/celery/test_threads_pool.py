@@ -76,7 +76,11 @@ def not_visible(settings: Any) -> int:
 def test_one_worker_process_runs_its_threads_worth_of_checks_at_once(tmp_path: Path) -> None:
     with serving(CountingServer()) as target:
         port = target.server_address[1]
-        env = {**FAST_QUEUES, "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}"}
+        env = {
+            **FAST_QUEUES,
+            "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}",
+            "SYNMON_HTTP_POOL": "threads",
+        }
         workers = [("eu-west-1", "http", THREADS)]
         with running_pipeline(tmp_path, env, workers=workers, beat=False) as pipeline:
             url = f"http://127.0.0.1:{port}/"
