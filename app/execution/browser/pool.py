@@ -422,10 +422,20 @@ class BrowserHost:
                     }
                 )
             if launched.chromium.alive() and not ctx.events.crashed:
-                try:
-                    await ctx.screenshot("failure")
-                except Exception as exc:  # noqa: BLE001 - the failure matters more than its picture
+                await self._failure_screenshot(ctx)
+
+    async def _failure_screenshot(self, ctx: StepContext) -> None:
+        # A page that is still navigating (a redirect chain, say) can destroy the context
+        # a screenshot was taken in: once more, a moment later, catches the page it lands on.
+        for attempt in range(2):
+            try:
+                await ctx.screenshot("failure")
+                return
+            except Exception as exc:  # noqa: BLE001 - the failure matters more than its picture
+                if attempt:
                     log.warning("no screenshot of the failure: %s", exc)
+                else:
+                    await asyncio.sleep(0.25)
 
     async def _failure(
         self, launched: Launch, check_timeout: float, index: int, step: Any, exc: Exception
