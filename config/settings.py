@@ -291,22 +291,28 @@ def _user_password(raw: str) -> str:
     return raw
 
 
-_RETENTION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|d|w|y)?\s*$")
-_RETENTION_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+_RETENTION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w|y)?\s*$")
+_RETENTION_UNITS = {
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
 # A year of retention is 365 days: keeping a day more in a leap year matters to no one.
 _RETENTION_UNITS["y"] = timedelta(days=365)
 
 
 def _retention(raw: str) -> timedelta:
-    """How long something is kept: ``12h``, ``30d``, ``8w``, ``2y``, or days as a number."""
+    """A length of time: ``15m``, ``12h``, ``30d``, ``8w``, ``2y``, or days as a number."""
     match = _RETENTION_RE.match(raw)
     if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"expected a duration such as 30d, 12h, 8w or 2y, not {raw!r}")
+        raise ValueError(f"expected a duration such as 15m, 12h, 30d, 8w or 2y, not {raw!r}")
     return float(match.group(1)) * _RETENTION_UNITS[match.group(2) or "d"]
 
 
 _RETENTION = Rule(
-    "a duration: `12h`, `30d`, `8w`, `2y` (365 days), or a number of days", _retention
+    "a duration: `15m`, `12h`, `30d`, `8w`, `2y` (365 days), or a number of days", _retention
 )
 
 
@@ -666,10 +672,58 @@ class Settings:
         "SYNMON_FLOWER_AUTH_DISABLED", False, "run Flower without a login (a trusted network)"
     )
     web_address: str = setting(
-        "SYNMON_WEB_ADDRESS", "127.0.0.1", "the address the status page listens on"
+        "SYNMON_WEB_ADDRESS", "127.0.0.1", "the address the web product listens on"
     )
     web_port: int = setting(
-        "SYNMON_WEB_PORT", 8080, "the port the status page listens on", low=0, high=65535
+        "SYNMON_WEB_PORT", 8080, "the port the web product listens on", low=0, high=65535
+    )
+    web_public_url: str = setting(
+        "SYNMON_WEB_PUBLIC_URL",
+        "",
+        "the address people reach the web product at (links in notifications, heartbeat "
+        "URLs, badges); its scheme decides whether session cookies are `Secure`",
+        parse=Url(("http", "https")),
+        blank_unset=True,
+        derive=lambda values: f"http://{values['web_address']}:{values['web_port']}",
+        shown="`http://ADDRESS:PORT`",
+    )
+    web_workers: int = setting(
+        "SYNMON_WEB_WORKERS", 1, "uvicorn worker processes of `synmon web`", low=1, high=64
+    )
+    web_secure_cookies: bool = setting(
+        "SYNMON_WEB_SECURE_COOKIES",
+        False,
+        "mark session cookies `Secure` (sent over HTTPS only)",
+        derive=lambda values: str(values["web_public_url"]).startswith("https://"),
+        shown="on when `SYNMON_WEB_PUBLIC_URL` is `https://`",
+    )
+    web_session_lifetime: timedelta = setting(  # noqa: RUF009 - setting() returns a field()
+        "SYNMON_WEB_SESSION_LIFETIME",
+        timedelta(hours=12),
+        "how long a sign-in lasts",
+        parse=_RETENTION,
+        shown="`12h`",
+    )
+    web_login_attempts: int = setting(
+        "SYNMON_WEB_LOGIN_ATTEMPTS",
+        5,
+        "failed sign-ins in a row after which a user is locked out for `SYNMON_WEB_LOCKOUT`",
+        low=1,
+        high=1000,
+    )
+    web_lockout: timedelta = setting(  # noqa: RUF009 - setting() returns a field()
+        "SYNMON_WEB_LOCKOUT",
+        timedelta(minutes=15),
+        "how long a user stays locked out after too many failed sign-ins",
+        parse=_RETENTION,
+        shown="`15m`",
+    )
+    metrics_token: str | None = setting(
+        "SYNMON_METRICS_TOKEN",
+        None,
+        "a bearer token `/metrics` of the web product asks for; unset, `/metrics` is open",
+        blank_unset=True,
+        secret=True,
     )
     metrics_port: int | None = setting(
         "SYNMON_METRICS_PORT",
