@@ -27,6 +27,7 @@ from app.execution.runs import RunRequest, RunResult, clipped_fields
 from app.ops.metrics import RefusedRun, StoredRun, record_refused, record_stored
 from app.pipeline.check_cache import CheckCache
 from app.pipeline.dispatch import run_request_message, unsent_results
+from app.pipeline.incidents import IncidentChange, apply_incident_changes, incident_change
 from app.pipeline.queues import queue_name
 from app.pipeline.retries import decide_retry
 from app.pipeline.rollups import add_to_rollups
@@ -161,6 +162,7 @@ def _move_states(
     checks' verdicts; the notification rows they cause. See app.pipeline.state_store for why most
     results write nothing."""
     notifications: list[dict[str, Any]] = []
+    incidents: list[IncidentChange] = []
     moved: dict[str, CheckState] = {}
     moved_locations: dict[Pair, LocationState] = {}
     for result in finals:
@@ -185,6 +187,9 @@ def _move_states(
             continue  # nothing to write: the row keeps naming the run that last moved it
         guard.states[result.check_id] = moved[result.check_id] = derived
         failing = sorted(name for name, s in locations.items() if s.status == "failing")
+        change = incident_change(state, derived, result.started_at, result.run_id, failing)
+        if change is not None:
+            incidents.append(change)
         for event in events:
             assert definition is not None
             payload = _notification_payload(definition, result, event.kind, failing)
@@ -203,6 +208,7 @@ def _move_states(
                     }
                 )
     save_states(session, moved.values(), moved_locations.values(), now)
+    apply_incident_changes(session, incidents)
     return notifications
 
 
