@@ -1,5 +1,6 @@
-"""Commands about the past: ``report`` (uptime and latency from the rollups) and
-``rollups --rebuild`` (recount them from the stored runs)."""
+"""Commands about the past: ``report`` (uptime, latency and incidents from the rollups and
+the incidents table), ``incidents`` (the list of alerting periods) and ``rollups
+--rebuild`` (recount the rollups from the stored runs)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from app.cli.output import emit, json_option
 from config.settings import Settings
 
 if TYPE_CHECKING:
+    from app.ops.incidents import Incident
     from app.ops.report import Report
 
 _DAYS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*d\s*$")
@@ -43,11 +45,12 @@ def window(since: str, option: str = "--since") -> timedelta:
 def report(
     settings: Settings, since: str, group_by: str, check_id: str | None, as_json: bool
 ) -> None:
-    """Uptime, runs, failures and run-time percentiles per check or location.
+    """Uptime, runs, failures, run-time percentiles and incidents per check or location.
 
     Read from the rollups, from the hour boundary at or before SINCE ago up to now (the
     current hour from the stored runs). Counts final attempts: a retried failure that
-    then passed is one passed run. Incidents are not reported yet.
+    then passed is one passed run. Incidents: those opened in the window (by location,
+    each location an incident named as failing when it opened).
     """
     from app.ops.report import report as build
     from app.storage.db import sessions
@@ -66,13 +69,82 @@ def _report_lines(found: Report) -> Iterator[str]:
     yield f"from {found.start:%Y-%m-%d %H:%M} to {found.end:%Y-%m-%d %H:%M} UTC"
     yield (
         f"{found.by:<28} {'uptime':>9} {'runs':>8} {'degraded':>8} {'failed':>7} "
-        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'incidents':>9}"
     )
     for line in found.lines:
         yield (
             f"{line.key:<28} {_number(line.uptime_pct, '8.3f')}% {line.runs:>8} "
             f"{line.degraded:>8} {line.failed:>7} {_number(line.p50_ms, '8.0f')} "
-            f"{_number(line.p95_ms, '8.0f')} {_number(line.p99_ms, '8.0f')}"
+            f"{_number(line.p95_ms, '8.0f')} {_number(line.p99_ms, '8.0f')} "
+            f"{line.incidents:>9}"
+        )
+
+
+@click.command()
+@click.option("--open", "open_only", is_flag=True, help="Only the incidents still open.")
+@click.option("--check", "check_id", default=None, help="Only this check.")
+@click.option(
+    "--since", default=None, help="Open at any time in the last 2h, 7d, 30d (default: all)."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="At most this many, newest first.",
+)
+@json_option()
+@pass_settings
+def incidents(
+    settings: Settings,
+    open_only: bool,
+    check_id: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Incidents, newest first: check, opened, closed, duration and the locations failing
+    when it opened. An incident is one alerting period of a check (from its failure
+    notice to its recovery); one still open is always listed, whatever SINCE.
+    """
+    from app.ops.incidents import incidents as listed
+    from app.storage.db import sessions
+
+    back = None if since is None else window(since)
+    with sessions(settings.database_url)() as session:
+        found = listed(session, back, check_id, open_only, limit=limit)
+    emit(
+        as_json,
+        lambda: {"incidents": [incident.as_dict() for incident in found]},
+        lambda: _incident_lines(found),
+    )
+
+
+def duration_text(seconds: float) -> str:
+    """1d 4h, 2h 05m, 3m 20s, 42s: the two largest units."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _incident_lines(found: list[Incident]) -> Iterator[str]:
+    if not found:
+        yield "no incidents"
+        return
+    yield f"{'check':<28} {'opened (UTC)':<16} {'closed (UTC)':<16} {'duration':>9}  locations"
+    for incident in found:
+        closed = "open" if incident.closed_at is None else f"{incident.closed_at:%Y-%m-%d %H:%M}"
+        yield (
+            f"{incident.check_id:<28} {incident.opened_at:%Y-%m-%d %H:%M} {closed:<16} "
+            f"{duration_text(incident.duration_s):>9}  {', '.join(incident.locations) or '-'}"
         )
 
 
@@ -99,4 +171,4 @@ def rollups(settings: Settings, rebuild: bool, since: str) -> None:
     click.echo(f"rollups recounted from {start:%Y-%m-%d %H:%M} UTC")
 
 
-COMMANDS = [report, rollups]
+COMMANDS = [report, incidents, rollups]
