@@ -50,6 +50,10 @@ def _lines(found: Pruned, dry_run: bool) -> Iterator[str]:
     yield f"  artifacts       {found.artifacts:>10}"
     yield f"  hourly rollups  {found.hourly_rollups:>10}"
     yield f"  daily rollups   {found.daily_rollups:>10}"
+    yield f"  notifications   {found.notifications:>10}  (sent)"
+    yield f"  retries sent    {found.outbox:>10}"
+    if found.partitions:
+        yield f"  of the runs, in {found.partitions} partition(s) dropped whole"
 
 
 COMMANDS = [prune]

@@ -49,7 +49,7 @@ from app.pipeline.wire import (
     parse_body,
 )
 from app.storage.bulk import insert_ignoring_conflicts, is_postgres, table_of
-from app.storage.models import CheckRunRow, NotificationRow, OutboxRow
+from app.storage.models import RUN_KEY, CheckRunRow, NotificationRow, OutboxRow
 from config.settings import Settings
 
 log = logging.getLogger("synmon.ingest")
@@ -241,7 +241,7 @@ def store_results(
     }
     guard = _guard(session, [r for r in unique.values() if decisions[r.run_id] is None], known, now)
     rows = [run_row(r, decisions[run_id] is None, now) for run_id, r in unique.items()]
-    skipped = insert_ignoring_conflicts(session, RUNS, rows, ["run_id"], report_skipped="run_id")
+    skipped = insert_ignoring_conflicts(session, RUNS, rows, RUN_KEY, report_skipped="run_id")
     for run_id in skipped:  # stored before: by an earlier delivery of the same result
         del unique[uuid.UUID(run_id)]
     report.inserted = len(unique)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -63,6 +64,34 @@ def migrate(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def partition_names(connection: Connection) -> set[str]:
+    """The tables that are partitions of another (on Postgres; none on SQLite).
+
+    Comparing the schema with the models leaves them out: a partition is storage of its
+    parent (whose columns and indexes Postgres gives it), created and dropped at run
+    time by retention, not a table of its own that a migration declares.
+    """
+    if connection.dialect.name != "postgresql":
+        return set()
+    query = "SELECT relname FROM pg_class WHERE relispartition AND relkind IN ('r', 'p')"
+    return set(connection.exec_driver_sql(query).scalars())
+
+
+def include_name(connection: Connection) -> Callable[[str | None, str, Any], bool]:
+    """An alembic ``include_name`` hook that skips the partitions (``partition_names``).
+
+    They are looked up at the first call only, when a comparison runs: a query at
+    configuration time would open a transaction that alembic's own must not find."""
+    partitions: list[set[str]] = []
+
+    def include(name: str | None, type_: str, _parent: Any) -> bool:
+        if not partitions:
+            partitions.append(partition_names(connection))
+        return not (type_ == "table" and name in partitions[0])
+
+    return include
 
 
 def current_revision(url: str) -> str | None:

@@ -98,11 +98,23 @@ class CheckRow(Base):
     __table_args__ = (Index("ix_checks_due", "enabled", "next_run_at"),)
 
 
+# On Postgres, ``runs`` is range-partitioned by ``scheduled_at`` (migration 0007): daily
+# partitions, the legacy partition (the table of the releases before, check_runs) and a
+# default one. Partitions are created and dropped by app/pipeline/retention.py.
+RUNS_TABLE = "runs"
+
+
 class CheckRunRow(Base):
-    __tablename__ = "check_runs"
+    """One stored result. Its key is ``(run_id, scheduled_at)``: a partitioned table needs
+    the partition key in every unique key, and a run id always comes with the same
+    ``scheduled_at`` (deterministic slots; retries keep their root's), so the pair is as
+    unique as the run id. ``id`` orders rows (and pages through them); on Postgres it is
+    filled by a sequence but holds no constraint of its own."""
+
+    __tablename__ = RUNS_TABLE
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     check_id: Mapped[str] = mapped_column(String(64))
     location: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(16))
@@ -133,11 +145,16 @@ class CheckRunRow(Base):
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
-        Index("ix_check_runs_check_started", "check_id", "started_at"),
-        Index("ix_check_runs_location_started", "location", "started_at"),
-        Index("ix_check_runs_root", "root_run_id"),
-        Index("ix_check_runs_scheduled", "scheduled_at"),  # what retention removes
+        Index("uq_runs_run_id_scheduled_at", "run_id", "scheduled_at", unique=True),
+        Index("ix_runs_check_started", "check_id", "started_at"),
+        Index("ix_runs_location_started", "location", "started_at"),
+        Index("ix_runs_root", "root_run_id"),
+        # What retention deletes in batches (the legacy and default partitions, SQLite).
+        Index("ix_runs_scheduled", "scheduled_at"),
     )
+
+
+RUN_KEY = ("run_id", "scheduled_at")
 
 
 class ChannelRow(Base):

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import pool
 
-from app.storage.db import make_engine
+from app.storage.db import include_name, make_engine
 from app.storage.models import Base
 
 config = context.config
@@ -17,6 +17,7 @@ with engine.connect() as connection:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name(connection),
     )
     with context.begin_transaction():
         context.run_migrations()
