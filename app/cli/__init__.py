@@ -3,14 +3,14 @@
 One module per concern: ``context`` (the settings, read once), ``errors`` (expected
 errors to messages and exit codes), ``output`` (``--json`` or human output), ``serve``
 (running until a signal), and the commands by role: ``checks``, ``queues``,
-``processes``, ``ops``, ``history``, ``retention``.
+``processes``, ``ops``, ``history``, ``retention``, ``accounts`` (users and API tokens).
 """
 
 from __future__ import annotations
 
 import click
 
-from app.cli import checks, history, ops, processes, queues, retention
+from app.cli import accounts, checks, history, ops, processes, queues, retention
 from app.cli.context import load_settings
 from app.cli.errors import SynmonGroup
 
@@ -28,7 +28,7 @@ def main(ctx: click.Context) -> None:
     configure_logging(settings)
 
 
-for _module in (checks, queues, processes, ops, history, retention):
+for _module in (checks, queues, processes, ops, history, retention, accounts):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

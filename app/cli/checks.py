@@ -190,7 +190,7 @@ def runs(settings: Settings, check_id: str | None, since: str, limit: int, as_js
         states = _states(session, settings, [check_id]) if check_id and not as_json else {}
 
     def documents() -> list[dict[str, Any]]:
-        from app.web.wsgi import run_document
+        from app.web.documents import run_document
 
         return [run_document(r, full=True) for r in rows]
 

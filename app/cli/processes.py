@@ -122,16 +122,28 @@ def ingest(settings: Settings) -> None:
 @click.command()
 @pass_settings
 def web(settings: Settings) -> None:
-    """The status page, JSON API and /metrics (SYNMON_WEB_ADDRESS:SYNMON_WEB_PORT)."""
-    from app.ops.metrics import Metrics
-    from app.web.wsgi import StatusApp, serve
+    """The web product: dashboard, REST API, /metrics (SYNMON_WEB_ADDRESS:SYNMON_WEB_PORT)."""
+    from sqlalchemy.exc import SQLAlchemyError
 
-    server, _ = serve(
-        StatusApp(settings, Metrics(settings).render), settings.web_address, settings.web_port
+    from app.storage.db import sessions
+    from app.web.accounts import user_count
+    from app.web.auth import NO_USER
+    from app.web.server import run
+
+    try:
+        with sessions(settings.database_url)() as session:
+            if not user_count(session):
+                click.echo(f"synmon web: {NO_USER}", err=True)
+    except SQLAlchemyError as exc:
+        # Said, not fatal: the database may come up (or be migrated) after the web.
+        click.echo(
+            f"synmon web: the database does not answer yet ({exc.__class__.__name__})", err=True
+        )
+    click.echo(
+        f"web product on http://{settings.web_address}:{settings.web_port}/ "
+        f"(reached at {settings.web_public_url}), {settings.web_workers} worker(s)"
     )
-    click.echo(f"status page on http://{settings.web_address}:{settings.web_port}/")
-    until_signal().wait()
-    server.shutdown()
+    run(settings)
 
 
 @click.command()

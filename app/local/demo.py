@@ -1,16 +1,16 @@
 """The target of the example checks, so that ``synmon up`` shows passing checks offline.
 
-Served under ``/demo/`` beside the status page by ``synmon up`` only: a production
-status page has no business showing a sign-in form.
+Served under ``/demo/`` beside the web product by ``synmon up`` only: a production
+installation has no business showing a sign-in form of a make-believe site. Its forms
+are the example browser check's target, not the product's, so they carry no CSRF token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
-from app.web.wsgi import StartResponse, html_response, json_response
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
 
 DEMO_LOGIN = """<!doctype html><html><head><title>Demo login</title></head><body>
 <h1>Sign in</h1><form method="post" action="/demo/dashboard">
@@ -21,28 +21,19 @@ DEMO_DASHBOARD = """<!doctype html><html><head><title>Demo dashboard</title></he
 </body></html>"""
 
 
-def demo(path: str, environ: dict[str, Any], start: StartResponse) -> list[bytes]:
-    if path == "/demo/health":
-        return json_response(start, {"status": "ok", "time": datetime.now(UTC).isoformat()})
-    if path == "/demo/login":
-        return html_response(start, DEMO_LOGIN)
-    if path == "/demo/dashboard":
-        if environ.get("REQUEST_METHOD") == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            environ["wsgi.input"].read(length)
-        return html_response(start, DEMO_DASHBOARD)
-    return json_response(start, {"error": "not found"}, "404 Not Found")
+def demo_routes() -> APIRouter:
+    router = APIRouter(prefix="/demo", include_in_schema=False)
 
+    @router.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "time": datetime.now(UTC).isoformat()}
 
-class WithDemo:
-    """``app`` (a WSGI application) with the demo target under ``/demo/``."""
+    @router.get("/login")
+    def login() -> HTMLResponse:
+        return HTMLResponse(DEMO_LOGIN)
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    @router.api_route("/dashboard", methods=["GET", "POST"])
+    def dashboard() -> HTMLResponse:
+        return HTMLResponse(DEMO_DASHBOARD)
 
-    def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        if path.startswith("/demo/"):
-            return demo(path, environ, start)
-        result: Iterable[bytes] = self.app(environ, start)
-        return result
+    return router

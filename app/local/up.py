@@ -1,7 +1,7 @@
 """``synmon up``: the whole system on one machine, with nothing to install or configure.
 
 One supervisor process holds an SQS-compatible endpoint (moto, in-process, on
-loopback) and the status page, and starts the real processes as children: one worker
+loopback) and the web product, and starts the real processes as children: one worker
 per kind and location, the scheduler, ingest and Flower. Storage is a SQLite file in
 the data folder. Ctrl-C (or SIGTERM) stops the children gracefully, then the rest.
 """
@@ -75,6 +75,8 @@ class Local:
     flower_url: str | None = None
     # Why browser checks do not run, when no Chromium was found; empty when they do.
     browsers_disabled: str = ""
+    # The admin made on this start (name, password), None when users existed already.
+    web_admin: tuple[str, str] | None = None
 
 
 def start_sqs_endpoint() -> tuple[Any, str]:
@@ -132,14 +134,16 @@ def browsers_disabled_line(reason: str, paused: list[str]) -> str:
 
 
 def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
-    """Start the endpoint and the status page, migrate, create queues, sync the checks."""
+    """Start the endpoint and the web product, migrate, create queues, sync the checks."""
     from app.definitions.loader import load_definitions
-    from app.local.demo import WithDemo
+    from app.local.demo import demo_routes
     from app.ops.metrics import Metrics
     from app.pipeline.sqs import create_queues
     from app.pipeline.sync import sync
     from app.storage.db import migrate, sessions
-    from app.web.wsgi import StatusApp, serve
+    from app.web.accounts import ensure_admin
+    from app.web.app import create_app
+    from app.web.server import serve
 
     env = dict(base_env)
     settings = load_settings(env)
@@ -161,7 +165,7 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
         SYNMON_EVENTS_URL=settings.events_url
         or f"filesystem://{(settings.data_dir / 'events').resolve()}",
     )
-    # Every process writes its metrics here; the status page's /metrics adds them up.
+    # Every process writes its metrics here; the web product's /metrics adds them up.
     metrics_dir = (settings.data_dir / "metrics").resolve()
     shutil.rmtree(metrics_dir, ignore_errors=True)
     env["SYNMON_METRICS_DIR"] = str(metrics_dir)
@@ -186,14 +190,18 @@ def prepare(paths: list[Path], base_env: dict[str, str]) -> Local:
     if browsers_disabled:
         browsers_disabled = browsers_disabled_line(browsers_disabled, paused)
         print(f"synmon up: {browsers_disabled}", file=sys.stderr, flush=True)
+    # As for Flower: a login made up on the first start, printed in the banner; kept in
+    # the database, so a later start on the same data folder has none to print.
+    with sessions(settings.database_url).begin() as session:
+        admin = ensure_admin(session)
     metrics = Metrics(settings)
-    web, _thread = serve(
-        WithDemo(StatusApp(settings, metrics.render)), settings.web_address, settings.web_port
-    )
+    app = create_app(settings, metrics.render, extra=[demo_routes()])
+    web = serve(app, settings.web_address, settings.web_port)
     local = Local(
         settings=settings, env=env, moto=moto, web=web, browsers_disabled=browsers_disabled
     )
     local.web_url = f"http://{demo_host}/"
+    local.web_admin = admin
     return local
 
 
@@ -238,11 +246,18 @@ def start_child(local: Local, child: Child) -> None:
 
 def banner(local: Local) -> str:
     settings = local.settings
+    web_login = (
+        f"sign in as {local.web_admin[0]}, password {local.web_admin[1]} (made now; "
+        f"`synmon users set-password {local.web_admin[0]}` changes it)"
+        if local.web_admin
+        else "sign in with a user of this data folder (`synmon users list`)"
+    )
     lines = [
         "",
         "synmon is up.",
-        f"  status page   {local.web_url}",
-        f"  JSON API      {local.web_url}api/checks",
+        f"  dashboard     {local.web_url}",
+        f"                {web_login}",
+        f"  REST API      {local.web_url}api/v1/docs",
         f"  metrics       {local.web_url}metrics",
         f"  Flower        {local.flower_url}",
         f"                login {settings.flower_basic_auth or '(auth disabled)'}",

@@ -1,4 +1,5 @@
-"""The web product's accounts: users, API tokens and sign-in sessions (migration 0005).
+"""The web product's accounts: users, API tokens and sign-in sessions, and the checks
+paused from it (migration 0005).
 
 Secrets are stored hashed only: an argon2 hash of each password, a SHA-256 of each token
 and session id (both are long random values, so a fast hash is enough).
@@ -47,3 +48,15 @@ class WebSessionRow(Base):
     csrf_token: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CheckPauseRow(Base):
+    """A check paused from the web or the API: an operational flag beside the definition,
+    so that ``synmon sync`` (which writes ``checks``) leaves it alone. No foreign key: a
+    check removed and synced again keeps its pause, as it keeps its history."""
+
+    __tablename__ = "check_pauses"
+
+    check_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused_by: Mapped[str] = mapped_column(String(64))
+    paused_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,4 +1,4 @@
-"""Expand: web accounts (users, API tokens, sign-in sessions).
+"""Expand: web accounts (users, API tokens, sign-in sessions) and checks paused from the web.
 
 Expand only: new tables that the release before never reads.
 
@@ -52,9 +52,17 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name="fk_web_sessions_user_id", ondelete="CASCADE"
         ),
     )
+    op.create_table(
+        "check_pauses",
+        sa.Column("check_id", sa.String(64), nullable=False),
+        sa.Column("paused_by", sa.String(64), nullable=False),
+        sa.Column("paused_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("check_id", name="pk_check_pauses"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("check_pauses")
     op.drop_table("web_sessions")
     op.drop_table("api_tokens")
     op.drop_table("users")
