@@ -119,7 +119,8 @@ def upgrade() -> None:
     # the transactions using check_runs, rather than queueing every insert behind it.
     op.execute("SET LOCAL lock_timeout = '5s'")
     op.execute(
-        f"CREATE TABLE {PARENT} (LIKE {LEGACY} INCLUDING DEFAULTS) PARTITION BY RANGE (scheduled_at)"
+        f"CREATE TABLE {PARENT} (LIKE {LEGACY} INCLUDING DEFAULTS) "
+        "PARTITION BY RANGE (scheduled_at)"
     )
     op.execute(f"CREATE UNIQUE INDEX {KEY} ON {PARENT} (run_id, scheduled_at)")
     for name, columns in INDEXES.items():
