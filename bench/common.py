@@ -38,9 +38,9 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
-        if self.baseline in (None, 0):
+        if self.baseline is None or self.baseline == 0:
             return None
-        return self.synmon / self.baseline  # type: ignore[operator]
+        return self.synmon / self.baseline
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ratio": None if self.ratio is None else round(self.ratio, 3)}
