@@ -5,7 +5,8 @@ It delivers each notification on its own, through the ``Notifier`` of its channe
 
 1. **claim** it in a short transaction of its own (status ``sending``, ``attempts`` + 1,
    ``next_attempt_at`` = the end of its lease), and commit;
-2. read its payload and channel, and **deliver** it with no transaction open;
+2. read its payload, its channel and its incident, and **deliver** it with no
+   transaction open;
 3. **record** the outcome in a new short transaction, only if the claim is still its
    own (same ``attempts``): a sender whose lease ran out records nothing.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.alerts.channels import NOTIFIERS, NotifierError
+from app.storage.incidents import IncidentRow
 from app.storage.models import ChannelRow, NotificationRow
 from config.settings import Settings
 
@@ -54,6 +57,45 @@ class Outcome:
     status: str  # sent | pending | failed
     error: str | None = None
     retry_at: datetime | None = None
+
+
+def incident_key(check_id: str, opened_by_run: uuid.UUID | str) -> str:
+    """The key channels that deduplicate (PagerDuty's ``dedup_key``, Opsgenie's ``alias``)
+    know one incident by: the same for its failure and its recovery, and, being named
+    after the run that opened it, never reused by another incident or installation
+    (an incident's id restarts with a new database)."""
+    return f"synmon:{check_id}:{opened_by_run}"
+
+
+def incident_of(session: Session, notification: NotificationRow) -> dict[str, Any] | None:
+    """The incident ``notification`` tells of, as notifiers get it, or None.
+
+    Ingest opens an incident with the failure notification and closes it with the
+    recovery, in one transaction, so each names the other by its run. A degraded event
+    has no incident, nor has a recovery of an alert opened by a release that predates
+    incidents: those are sent without one.
+    """
+    if notification.event == "failure":
+        by_run = IncidentRow.opened_by_run == notification.run_id
+    elif notification.event == "recovery":
+        by_run = IncidentRow.closed_by_run == notification.run_id
+    else:
+        return None
+    incident = session.scalars(
+        select(IncidentRow)
+        .where(IncidentRow.check_id == notification.check_id, by_run)
+        .order_by(IncidentRow.id)
+        .limit(1)
+    ).first()
+    if incident is None:
+        return None
+    return {
+        "id": incident.id,
+        "key": incident_key(incident.check_id, incident.opened_by_run),
+        "opened_at": incident.opened_at.isoformat(),
+        "closed_at": incident.closed_at.isoformat() if incident.closed_at else None,
+        "locations": list(incident.locations or []),
+    }
 
 
 class NotificationSender:
@@ -155,6 +197,7 @@ class NotificationSender:
                 )
                 channel = session.get(ChannelRow, row.channel_id)
                 kind, config = (channel.type, channel.config) if channel else (None, None)
+                incident = incident_of(session, row)
             if kind is None or config is None:
                 return Outcome("failed", f"channel {channel_id!r} no longer exists")
             notifier_class = NOTIFIERS.get(kind)
@@ -163,7 +206,7 @@ class NotificationSender:
             if not isinstance(payload, dict) or not isinstance(config, dict):
                 raise TypeError("payload and channel configuration must be JSON objects")
             notifier = notifier_class(config, self.settings)
-            notifier.send(notifier.prepare(payload))
+            notifier.send(notifier.prepare({**payload, "incident": incident}))
         except NotifierError as exc:
             permanent = exc.permanent
             error = str(exc)

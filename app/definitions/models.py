@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     HttpUrl,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -588,32 +589,151 @@ class Check(Strict):
 ADDED_AT_DEFAULT: tuple[tuple[str, str, Any], ...] = (("alert", "min_failing_locations", 1),)
 
 
+ChannelType = Literal["webhook", "slack", "email", "pagerduty", "opsgenie", "teams", "apprise"]
+# Fields a channel has had from the first release; the others are left out of the stored
+# configuration when unset, so that a sync after an upgrade finds existing channels unchanged.
+_FIRST_CHANNEL_FIELDS = frozenset({"id", "type", "url", "headers", "to"})
+MAX_TEMPLATE_CHARS = 16 * 1024
+MAX_CHANNEL_URL_CHARS = 2048
+# Apprise schemes that post to an endpoint of the user's own: a URL of theirs holds no
+# secret unless it has a password. Every other Apprise URL carries a token of a service.
+_APPRISE_OWN_ENDPOINTS = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
+_WHOLE_PLACEHOLDER_RE = re.compile(r"\{\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\}")
+# Which fields each type takes (beyond id and type).
+_CHANNEL_FIELDS: dict[str, frozenset[str]] = {
+    "webhook": frozenset({"url", "headers", "template"}),
+    # Headers were accepted (and not sent) before: refusing them would break a definition.
+    "slack": frozenset({"url", "headers"}),
+    "email": frozenset({"to"}),
+    "pagerduty": frozenset({"routing_key", "url", "severity"}),
+    "opsgenie": frozenset({"api_key", "url", "priority"}),
+    "teams": frozenset({"url"}),
+    "apprise": frozenset({"url"}),
+}
+
+
+def _secret_placeholder(value: str, field: str) -> None:
+    if not _WHOLE_PLACEHOLDER_RE.fullmatch(value):
+        raise ValueError(
+            f"{field} is a secret: write it as a {{{{NAME}}}} placeholder (its value comes "
+            "from SYNMON_VAR_NAME when a notification is sent, and is never stored)"
+        )
+
+
+def validate_template(source: str) -> str:
+    """A webhook body template: Jinja2 syntax, checked by the sandbox that renders it."""
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise ValueError(f"a template may have {MAX_TEMPLATE_CHARS:,} characters at most")
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        ImmutableSandboxedEnvironment(autoescape=False).from_string(source)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"invalid Jinja2 template, line {exc.lineno}: {exc.message}") from None
+    return source
+
+
+def validate_apprise_url(value: str) -> str:
+    one_line(value)
+    check_placeholders(value)
+    if len(value) > MAX_CHANNEL_URL_CHARS:
+        raise ValueError(f"a URL may have {MAX_CHANNEL_URL_CHARS} characters at most")
+    scheme, separator, rest = value.partition("://")
+    if not separator or not re.fullmatch(r"[a-z][a-z0-9+.-]{0,31}", scheme.lower()):
+        raise ValueError("an Apprise URL is written scheme://..., such as discord://...")
+    if scheme.lower() in _APPRISE_OWN_ENDPOINTS:
+        userinfo = rest.split("/", 1)[0].rpartition("@")[0]
+        password = userinfo.partition(":")[2]
+        if password:
+            _secret_placeholder(password, "url")
+    elif not PLACEHOLDER_RE.search(value):
+        raise ValueError(
+            f"a {scheme}:// URL holds the service's token: write the secret part as a "
+            "{{NAME}} placeholder (its value comes from SYNMON_VAR_NAME when a "
+            "notification is sent, and is never stored)"
+        )
+    return value
+
+
 class Channel(Strict):
     id: Slug
-    type: Literal["webhook", "slack", "email"]
+    type: ChannelType
     url: str | None = None
     headers: Headers = Field(default_factory=dict)
     to: list[str] = Field(default_factory=list)
+    # webhook: the body, a Jinja2 template (the documented JSON when unset).
+    template: str | None = None
+    # pagerduty: the integration's routing key, a {{NAME}} placeholder.
+    routing_key: str | None = None
+    severity: Literal["critical", "error", "warning", "info"] | None = None
+    # opsgenie: the API key of the integration, a {{NAME}} placeholder.
+    api_key: str | None = None
+    priority: Literal["P1", "P2", "P3", "P4", "P5"] | None = None
 
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
         return _slug(value)
 
+    @field_validator("headers")
+    @classmethod
+    def _header_placeholders(cls, value: dict[str, str]) -> dict[str, str]:
+        for item in value.values():
+            check_placeholders(item)
+        return value
+
+    @field_validator("routing_key", "api_key")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None:
+            _secret_placeholder(value, "this field")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        return None if value is None else validate_template(value)
+
+    @model_serializer(mode="wrap")
+    def _stored(self, handler: Any) -> dict[str, Any]:
+        document: dict[str, Any] = handler(self)
+        for name in list(document):
+            if name not in _FIRST_CHANNEL_FIELDS and document[name] is None:
+                del document[name]
+        return document
+
     @model_validator(mode="after")
     def _by_type(self) -> Channel:
-        if self.type in ("webhook", "slack"):
+        allowed = _CHANNEL_FIELDS[self.type]
+        article = "an" if self.type[0] in "aeiou" else "a"
+        for name in ("url", "headers", "to", "template", "routing_key", "severity", "api_key"):
+            if name not in allowed and getattr(self, name):
+                raise ValueError(f"{article} {self.type} channel takes no {name!r}")
+        if self.priority and "priority" not in allowed:
+            raise ValueError(f"{article} {self.type} channel takes no 'priority'")
+        if self.type in ("webhook", "slack", "teams"):
             if not self.url:
                 raise ValueError(f"a {self.type} channel needs a url")
             validate_url(self.url)
-            if self.to:
-                raise ValueError(f"a {self.type} channel takes no 'to'")
+        elif self.type == "apprise":
+            if not self.url:
+                raise ValueError("an apprise channel needs a url, such as discord://...")
+            validate_apprise_url(self.url)
+        elif self.type == "pagerduty":
+            if not self.routing_key:
+                raise ValueError("a pagerduty channel needs 'routing_key', a {{NAME}} placeholder")
+            if self.url:
+                validate_url(self.url)
+        elif self.type == "opsgenie":
+            if not self.api_key:
+                raise ValueError("an opsgenie channel needs 'api_key', a {{NAME}} placeholder")
+            if self.url:
+                validate_url(self.url)
         else:
             if not self.to:
                 raise ValueError("an email channel needs 'to': a list of addresses")
             for address in self.to:
                 if not re.fullmatch(r"[^@\s]+@[^@\s]+", address) or control_character(address):
                     raise ValueError(f"{address!r} is not an email address")
-            if self.url:
-                raise ValueError("an email channel takes no url")
         return self

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
 
+from app.definitions.placeholders import Placeholders, UndefinedVariable
 from config.errors import RetryableError, SynmonError
 from config.settings import Settings
 
@@ -37,6 +38,23 @@ class Notifier(ABC, Generic[Message]):
     def __init__(self, config: dict[str, Any], settings: Settings) -> None:
         self.config = config
         self.settings = settings
+        # Channel definitions are stored with their ``{{NAME}}`` placeholders: the values
+        # (SYNMON_VAR_NAME on the sending process) are filled in here, at send time only.
+        self.placeholders = Placeholders(settings.variables, settings.public_variables)
+
+    def fill(self, text: str, field: str) -> str:
+        """``text`` with its placeholders filled in; a missing value is permanent."""
+        try:
+            return self.placeholders.text(text)
+        except UndefinedVariable as exc:
+            raise NotifierError(f"{field}: {exc}") from None
+
+    def scrub(self, text: str) -> str:
+        """``text`` without any secret value this notifier filled in (for errors)."""
+        for secret in sorted(self.placeholders.used, key=len, reverse=True):
+            if secret:
+                text = text.replace(secret, "[secret]")
+        return text
 
     @abstractmethod
     def prepare(self, payload: dict[str, Any]) -> Message:

@@ -19,4 +19,5 @@ class Slack(Webhook):
 
     def prepare(self, payload: dict[str, Any]) -> HttpPost:
         # An incoming webhook needs nothing but its URL: the channel's headers are not sent.
-        return HttpPost(self.config["url"], {"text": slack_escape(summary_line(payload))})
+        url = self.fill(self.config["url"], "url")
+        return HttpPost(url, {"text": slack_escape(summary_line(payload))})
