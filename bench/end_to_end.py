@@ -8,6 +8,7 @@ import json
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,11 +24,15 @@ from bench.http_executor import target
 from config.settings import load_settings
 from tests.support.pipeline import http_check, running_pipeline
 from tests.support.plain_worker import start_plain_worker
-from tests.support.processes import kill_group, wait_until
+from tests.support.processes import MotoServer, kill_group, moto_server, wait_until
 
 SIZES = {"tiny": 40, "full": 400}
 CONCURRENCY = 4
-GOAL = 0.8
+GOAL = 0.9
+# How often the trivial side asks moto whether its queue is empty: each ask is a request
+# to the server both sides are bound by (synmon's side asks Postgres instead), so asking
+# every 50 ms took a fifth of moto's requests from the baseline's worker.
+POLL_SECONDS = 0.25
 
 
 def stored(database_url: str, run_ids: list[uuid.UUID]) -> int:
@@ -35,12 +40,12 @@ def stored(database_url: str, run_ids: list[uuid.UUID]) -> int:
         return int(session.scalar(select(func.count()).where(CheckRunRow.run_id.in_(run_ids))) or 0)
 
 
-def synmon_rate(count: int, url: str) -> float:
+def synmon_rate(count: int, url: str, moto: MotoServer | None = None) -> float:
     folder = Path(tempfile.mkdtemp(prefix="synmon-bench-"))
     port = url.split(":")[2].split("/", maxsplit=1)[0]
     env = {"SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}", "SYNMON_LOG_LEVEL": "WARNING"}
     with running_pipeline(
-        folder, env, [("eu-west-1", "http", CONCURRENCY)], beat=False
+        folder, env, [("eu-west-1", "http", CONCURRENCY)], beat=False, moto=moto
     ) as pipeline:
         pipeline.sync({"checks": [http_check("e2e", url)]})
         definition = pipeline.definition("e2e")
@@ -82,10 +87,10 @@ def synmon_rate(count: int, url: str) -> float:
         return count / seconds
 
 
-def trivial_rate(count: int) -> float:
-    from tests.support.processes import moto_server
-
-    with moto_server() as moto:
+def trivial_rate(count: int, moto: MotoServer | None = None) -> float:
+    with ExitStack() as stack:
+        if moto is None:
+            moto = stack.enter_context(moto_server())
         settings = load_settings({"SYNMON_SQS_ENDPOINT": moto.endpoint})
         queue = "trivial"
         url = client(settings).create_queue(QueueName=queue)["QueueUrl"]
@@ -127,7 +132,7 @@ def trivial_rate(count: int) -> float:
             started = time.perf_counter()
             send(count)
             time.sleep(0.2)
-            wait_until(lambda: pending() == 0, 170, 0.05, "trivial tasks done")
+            wait_until(lambda: pending() == 0, 170, POLL_SECONDS, "trivial tasks done")
             return count / (time.perf_counter() - started)
         finally:
             kill_group(worker)
@@ -135,9 +140,11 @@ def trivial_rate(count: int) -> float:
 
 def run(size: Size) -> list[Figure]:
     count = SIZES[size]
-    with target() as url:
-        synmon = synmon_rate(count, url)
-    trivial = trivial_rate(count)
+    # One moto server for both, one after the other.
+    with moto_server() as moto:
+        with target() as url:
+            synmon = synmon_rate(count, url, moto)
+        trivial = trivial_rate(count, moto)
     ratio = synmon / trivial
     return [
         Figure(
@@ -150,7 +157,8 @@ def run(size: Size) -> list[Figure]:
             goal=f">= {GOAL} of the trivial rate",
             met=ratio >= GOAL if size == "full" else None,
             notes=[
-                "synmon's path has one more queue hop (results) and the database; moto sets the pace"
+                "synmon's path has one more queue hop (results) and the database; moto sets the pace",
+                "both through one moto server, one after the other",
             ],
         )
     ]
