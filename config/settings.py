@@ -577,15 +577,18 @@ class Settings:
     # Workers
     http_pool: Literal["threads", "prefork"] = setting(
         "SYNMON_HTTP_POOL",
-        "prefork",
-        "Celery pool of an HTTP worker: `prefork` runs one check per process; `threads` "
-        "keeps many in flight in one process (set the concurrency to about 100), but a "
-        "worker stopped mid-roll can leave a run waiting out its visibility timeout",
+        "threads",
+        "Celery pool of an HTTP worker: `threads` keeps many checks in flight in one process "
+        "(checks wait on their targets); `prefork` runs one check per process (set "
+        "`SYNMON_HTTP_CONCURRENCY` to a few per core with it: each process holds its own "
+        "copy of the worker)",
     )
     http_concurrency: int = setting(
         "SYNMON_HTTP_CONCURRENCY",
-        4,
-        "checks in flight per HTTP worker (processes with prefork, threads with threads)",
+        100,
+        "checks in flight per HTTP worker: threads (100 keep two cores busy with targets "
+        "answering in 200 ms; a worker takes from SQS only what its free threads can start), "
+        "or processes with prefork",
         low=1,
         high=512,
     )

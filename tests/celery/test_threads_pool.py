@@ -79,7 +79,7 @@ def test_one_worker_process_runs_its_threads_worth_of_checks_at_once(tmp_path: P
         env = {
             **FAST_QUEUES,
             "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}",
-            "SYNMON_HTTP_POOL": "threads",
+            "SYNMON_HTTP_POOL": "threads",  # the default, named: it is what this test is about
         }
         workers = [("eu-west-1", "http", THREADS)]
         with running_pipeline(tmp_path, env, workers=workers, beat=False) as pipeline:

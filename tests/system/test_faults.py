@@ -59,7 +59,7 @@ def worker_process(pipeline: Pipeline) -> psutil.Popen:
 
 
 def test_kill_9_of_a_pool_process_mid_check(target: TargetServer, tmp_path: Path) -> None:
-    # Only prefork (the default) has pool processes.
+    # Only prefork has pool processes; the other fault tests run on the default, threads.
     env = env_for(target, SYNMON_HTTP_POOL="prefork")
     with running_pipeline(tmp_path, env, beat=False) as pipeline:
         definition = slow_check(pipeline, target)
