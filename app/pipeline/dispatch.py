@@ -7,6 +7,15 @@ requests. If sending fails the transaction rolls back and the next tick tries ag
 the process dies after sending and before committing, the slot is sent again under the
 same run id and ingest keeps one result.
 
+Within a round the order is: select and lock, compute the next slots, start the UPDATE
+that advances them (on the transaction's connection, from a helper thread, while this
+thread encodes the messages), wait for it, send every message (several
+``SendMessageBatch`` calls in flight, each call's failure waited out with the others),
+and commit only then. The UPDATE is issued before the sends, but nothing of it is
+visible before the commit, which follows the last successful send: a check is never
+advanced without its runs on SQS (nothing lost), and a round that fails anywhere sends
+the same run ids again (nothing stored twice).
+
 A run request that SQS refuses for its content (too long for its queue, or any entry SQS
 reports as the sender's fault; bodies are base64, so characters SQS refuses cannot occur)
 would be refused again on every tick, so it is set aside instead: logged with its check
