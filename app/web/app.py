@@ -66,9 +66,7 @@ def asset_url(name: str) -> str:
     return f"/static/{name}"
 
 
-def error_document(
-    status: int, message: str, headers: Mapping[str, str] | None = None
-) -> Response:
+def error_document(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path as FilePath
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -24,7 +24,7 @@ from app.storage.models import DAILY_ROLLUPS, HOURLY_ROLLUPS, CheckRunRow
 from app.web import documents
 from app.web.accounts import Principal, pause_check, resume_check
 from app.web.auth import allowed
-from app.web.documents import CheckFilter, check_documents
+from app.web.documents import BadParameter, CheckFilter, check_documents
 
 if TYPE_CHECKING:
     from app.web.app import Web
@@ -36,7 +36,16 @@ WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta
 # The most points a chart draws: beyond that a window is thinned to every n-th run.
 MAX_POINTS = 5000
 HISTORY_DAYS = 90
-State = Literal["passing", "degraded", "failing", "unknown"]
+KINDS = ("http", "browser")
+
+
+def choice(parameter: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """A filter of the page's form: empty is "any" (the form sends every field)."""
+    if not value:
+        return None
+    if value not in allowed:
+        raise BadParameter(parameter, f"one of {', '.join(allowed)}")
+    return value
 
 
 def uptime_days(session: Any, check_id: str, days: int = HISTORY_DAYS) -> list[dict[str, Any]]:
@@ -146,29 +155,43 @@ def pages(web: Web) -> APIRouter:
     @router.get("/")
     def checks_page(
         request: Request,
-        state: Annotated[State | None, Query()] = None,
-        type: Literal["http", "browser"] | None = Query(None),
+        state: str | None = Query(None, max_length=16),
+        type: str | None = Query(None, max_length=16),
         tag: str | None = Query(None, max_length=64),
         location: str | None = Query(None, max_length=40),
         q: str | None = Query(None, max_length=100),
         cursor: str | None = Query(None, pattern=CHECK_ID),
         principal: Principal = viewer,
     ) -> Response:
-        context = checks_context(state, type, tag, location, q or None, cursor)
+        context = checks_context(
+            choice("state", state, documents.STATES),
+            choice("type", type, KINDS),
+            tag or None,
+            location or None,
+            q or None,
+            cursor,
+        )
         return render(request, "checks.html", {"principal": principal, **context})
 
     @router.get("/partials/checks")
     def checks_partial(
         request: Request,
-        state: Annotated[State | None, Query()] = None,
-        type: Literal["http", "browser"] | None = Query(None),
+        state: str | None = Query(None, max_length=16),
+        type: str | None = Query(None, max_length=16),
         tag: str | None = Query(None, max_length=64),
         location: str | None = Query(None, max_length=40),
         q: str | None = Query(None, max_length=100),
         cursor: str | None = Query(None, pattern=CHECK_ID),
         principal: Principal = viewer,
     ) -> Response:
-        context = checks_context(state, type, tag, location, q or None, cursor)
+        context = checks_context(
+            choice("state", state, documents.STATES),
+            choice("type", type, KINDS),
+            tag or None,
+            location or None,
+            q or None,
+            cursor,
+        )
         return render(request, "_checks_table.html", {"principal": principal, **context})
 
     def check_or_404(check_id: str) -> dict[str, Any]:

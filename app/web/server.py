@@ -12,6 +12,10 @@ import uvicorn
 
 from config.settings import Settings
 
+# The product serves no websocket; uvicorn's websocket support would also import the
+# `websockets` library, which pyppeteer pins to a release uvicorn cannot use.
+NO_WEBSOCKETS = "none"
+
 
 class WebServer:
     """uvicorn serving ``app`` on a socket bound before it starts (port 0: a free one,
@@ -27,7 +31,12 @@ class WebServer:
         self.address = address
         self.port: int = self.socket.getsockname()[1]
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws=NO_WEBSOCKETS,
+            timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -71,6 +80,7 @@ def run(settings: Settings) -> None:
         port=settings.web_port,
         workers=settings.web_workers,
         log_level="warning",
+        ws=NO_WEBSOCKETS,
         proxy_headers=True,
         # Only a proxy on this machine is believed about the client's address and scheme.
         forwarded_allow_ips="127.0.0.1",

@@ -43,6 +43,11 @@ def test_pages_and_api(site: Site) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
     assert "Shop &lt;home&gt;" in page.text and "<home>" not in page.text  # escaped
+    # The filter form sends every field, the empty ones as "any".
+    assert "Shop &lt;home&gt;" in client.get("/?q=&state=&type=&location=&tag=").text
+    assert "Shop &lt;home&gt;" in client.get("/?q=HOME&state=unknown&type=http").text
+    assert "No check matches" in client.get("/?q=nothing-like-it").text
+    assert client.get("/?state=sad").json()["error"].startswith("state: ")
     check_page = client.get("/checks/shop-home")
     assert "boom &lt;b&gt;" in check_page.text and "boom <b>" not in check_page.text
     (check,) = client.get("/api/checks").json()
