@@ -30,8 +30,9 @@ def schema_before_rollups(request: pytest.FixtureRequest, tmp_path: Path) -> Ite
 def test_runs_of_the_release_before_count_once_rebuilt(schema_before_rollups: str) -> None:
     url = schema_before_rollups
     insert_like_the_old_release(url)  # stored before the migration
-    migrate(url)
+    migrate(url, "0006")  # the roll onto 0004 (and the expand-only steps after it)
     insert_like_the_old_release(url)  # old code, new schema: during the roll
+    migrate(url)  # and on, onto 0007 (runs), where this release's ingest writes
     Session = sessions(url)
     now = datetime.now(UTC)
     with Session.begin() as session:
