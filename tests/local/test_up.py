@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -11,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,24 +58,54 @@ def synmon_up(
             kill_group(up)
 
 
-def passed_runs(port: int, check_id: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs?since=5m") as response:
-        runs = json.loads(response.read())
+ADMIN_LINE = re.compile(r"sign in as (\S+), password (\S+) \(made now")
+
+
+def signed_in(tmp_path: Path, port: int) -> requests.Session:
+    """A client signed in to the web product as the admin that the first `synmon up` on
+    this data folder made and printed (kept beside the log for the starts after it)."""
+    saved = tmp_path / "admin-login"
+    found = ADMIN_LINE.search((tmp_path / "up.log").read_text())
+    if found:
+        saved.write_text(f"{found.group(1)}\n{found.group(2)}\n")
+    name, password = saved.read_text().split()
+    client = requests.Session()
+    base = f"http://127.0.0.1:{port}"
+    form = client.get(base + "/login", timeout=10)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    answer = client.post(
+        base + "/login",
+        data={"name": name, "password": password, "csrf_token": csrf},
+        timeout=10,
+        allow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text[:300]
+    return client
+
+
+def passed_runs(web: requests.Session, port: int, check_id: str) -> list[dict[str, Any]]:
+    runs = web.get(f"http://127.0.0.1:{port}/api/runs?since=5m", timeout=10).json()
     return [r for r in runs if r["check_id"] == check_id and r["status"] == "passed"]
 
 
-def api_checks(port: int) -> dict[str, dict[str, Any]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/checks") as response:
-        return {check["id"]: check for check in json.loads(response.read())}
+def api_checks(web: requests.Session, port: int) -> dict[str, dict[str, Any]]:
+    checks = web.get(f"http://127.0.0.1:{port}/api/checks", timeout=10).json()
+    return {check["id"]: check for check in checks}
 
 
 def test_synmon_up_runs_the_example_checks_and_stops_cleanly(tmp_path: Path) -> None:
     with synmon_up(tmp_path) as (up, port):
         banner = (tmp_path / "up.log").read_text()
-        assert f"status page   http://127.0.0.1:{port}/" in banner
+        assert f"dashboard     http://127.0.0.1:{port}/" in banner
+        # The dashboard asks for a sign-in: the admin made on this first start can.
+        assert requests.get(f"http://127.0.0.1:{port}/api/runs", timeout=10).status_code == 401
+        web = signed_in(tmp_path, port)
         started = time.monotonic()
         runs = wait_until(
-            lambda: passed_runs(port, "demo-api-health"), 60, 1, "a passed run of the example check"
+            lambda: passed_runs(web, port, "demo-api-health"),
+            60,
+            1,
+            "a passed run of the example check",
         )
         assert time.monotonic() - started < 60 and runs
         children = psutil.Process(up.pid).children(recursive=True)
@@ -119,10 +147,13 @@ def test_synmon_up_without_chromium_says_so_and_runs_the_http_checks(tmp_path: P
         assert "set SYNMON_CHROMIUM_PATH to a Chromium executable" in output
 
         # The browser check is listed, disabled, so the dispatcher sends no run for it.
-        checks = api_checks(port)
+        web = signed_in(tmp_path, port)
+        checks = api_checks(web, port)
         assert checks["demo-login"]["enabled"] is False
         assert checks["demo-api-health"]["enabled"] is True
-        assert wait_until(lambda: passed_runs(port, "demo-api-health"), 60, 1, "a passed HTTP run")
+        assert wait_until(
+            lambda: passed_runs(web, port, "demo-api-health"), 60, 1, "a passed HTTP run"
+        )
         commands = [" ".join(c.cmdline()) for c in psutil.Process(up.pid).children(recursive=False)]
         assert any(" worker " in c and " http" in c for c in commands)
         assert not [c for c in commands if " browser" in c]
@@ -135,7 +166,9 @@ def test_synmon_up_without_chromium_says_so_and_runs_the_http_checks(tmp_path: P
         output = (tmp_path / "up.log").read_text()
         assert "update check demo-login (enabled)" in output
         assert "browser checks are disabled" not in output
-        assert api_checks(port)["demo-login"]["enabled"] is True
+        # The admin exists already: none is made, and the first one's login still works.
+        assert "made now" not in output
+        assert api_checks(signed_in(tmp_path, port), port)["demo-login"]["enabled"] is True
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=90) == 0
 
@@ -229,5 +262,5 @@ def test_synmon_up_syncs_every_path_it_is_given(tmp_path: Path) -> None:
         "    request: {url: 'http://{{DEMO_HOST}}/api/health'}\n"
     )
     with synmon_up(tmp_path, "examples/checks", str(extra)) as (_, port):
-        checks = api_checks(port)
+        checks = api_checks(signed_in(tmp_path, port), port)
         assert {"demo-api-health", "extra"} <= set(checks)
