@@ -46,12 +46,18 @@ def dispatched_runs(log: str) -> int:
     return total
 
 
-def test_rolling_update_from_v1_to_v2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_rolling_update_from_v1_to_v2(pool: str, tmp_path: Path) -> None:
     with http_target() as target:
         env = {
             "SYNMON_MIN_FREQUENCY": "2",
             "SYNMON_DISPATCH_INTERVAL": "0.5",
             "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{target.port}",
+            "SYNMON_HTTP_POOL": pool,
+            # An idle worker is in a long poll; a longer one makes it likelier that a worker
+            # is stopped while SQS is about to hand its receive a run (which, left
+            # unanswered, waited out its 45 s visibility timeout: MAX_WAIT catches it).
+            "SYNMON_SQS_WAIT_TIME_SECONDS": "4",
             **V1,
         }
         with running_pipeline(tmp_path, env, workers=[], beat=False) as pipeline:
@@ -120,7 +126,15 @@ def test_rolling_update_from_v1_to_v2(tmp_path: Path) -> None:
                         # Mid-roll the dispatcher changes too: the v2 beat starts, then
                         # the v1 beat stops; for a moment both run (SKIP LOCKED).
                         synmon.start("beat-v2", "beat", env=V2)
-                        time.sleep(3)
+                        # Stopped only once the v2 beat dispatches: a beat slow to start
+                        # (a loaded machine) would otherwise leave slots to nobody.
+                        wait_until(
+                            lambda: dispatched_runs(synmon.log("beat-v2")) > 0,
+                            60,
+                            0.2,
+                            "the v2 beat dispatching",
+                        )
+                        time.sleep(1)
                         synmon.stop(beat_v1)
                         switched.set()
 
