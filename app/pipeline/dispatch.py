@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -177,8 +178,18 @@ ADVANCE_SQL = (
     "unnest(%(cursors)s::integer[]) AS rr_cursor) AS data "
     "WHERE checks.id = data.id"
 )
-_advancer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synmon-advance")
+_advancers: dict[int, ThreadPoolExecutor] = {}
 _advancer_lock = threading.Lock()
+
+
+def _advancer() -> ThreadPoolExecutor:
+    """This process's helper thread (per process: a forked child inherits the executor
+    but not its thread, and would wait on it forever)."""
+    with _advancer_lock:
+        pid = os.getpid()
+        if pid not in _advancers:
+            _advancers[pid] = ThreadPoolExecutor(1, thread_name_prefix="synmon-advance")
+        return _advancers[pid]
 
 
 def start_advance(session: Session, advanced: list[dict[str, Any]]) -> Callable[[], None]:
@@ -212,9 +223,7 @@ def start_advance(session: Session, advanced: list[dict[str, Any]]) -> Callable[
         finally:
             cursor.close()
 
-    with _advancer_lock:
-        future = _advancer.submit(execute)
-    return future.result
+    return _advancer().submit(execute).result
 
 
 def unsent_results(

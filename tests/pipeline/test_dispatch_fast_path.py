@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import threading
 import time
@@ -305,3 +306,28 @@ def test_parallel_deliver_reports_what_sequential_sends_report(moto: MotoServer)
         ).get("Messages", []):
             bodies.extend(m["Body"] for m in batch)
     assert sorted(bodies) == sorted([m.body for m in messages] * 2)
+
+
+@pytest.mark.parametrize("pool", ["advance", "send"])
+def test_a_forked_child_gets_helper_threads_of_its_own(pool: str) -> None:
+    """A prefork worker's child inherits its parent's executors without their threads:
+    work submitted there would wait forever."""
+    from app.pipeline import dispatch
+    from app.pipeline.sqs import send_pool
+
+    def executor() -> Any:
+        return dispatch._advancer() if pool == "advance" else send_pool(4)
+
+    assert executor().submit(lambda: 1).result(5) == 1  # the parent's thread exists
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            ok = executor().submit(lambda: 2).result(5) == 2
+        except BaseException:  # noqa: BLE001 - reported through the exit status
+            ok = False
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    assert os.read(read, 1) == b"1" and status == 0
