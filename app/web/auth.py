@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import HTTPException, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi.concurrency import run_in_threadpool
 
 from app.web.accounts import Principal, Role, csrf_matches, session_principal, token_principal
 from app.web.accounts import user_count as count_users

@@ -38,6 +38,7 @@ from alembic.script import ScriptDirectory
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 
+from app.storage.models import RUNS_TABLE
 from tests.support import packaging_probe
 from tests.support.processes import ROOT
 
@@ -215,6 +216,25 @@ def checkout_files(root: Path) -> list[str]:
     )
 
 
+# Run by the installed interpreter: the application's pages, rendered from its own files.
+WEB_PROBE = """
+import json, re
+from fastapi.testclient import TestClient
+from config.settings import get_settings
+import app.web.app as web
+client = TestClient(web.create_app(get_settings()))
+login = client.get("/login")
+csrf = re.search('name="csrf_token" value="([^"]+)"', login.text).group(1)
+client.post("/login", data={"name": "ann", "password": "installed password", "csrf_token": csrf})
+print(json.dumps({
+    "login": login.status_code,
+    "htmx": client.get("/static/vendor/htmx-2.0.11.min.js").status_code,
+    "checks": client.get("/").status_code,
+    "templates": str(web.HERE / "templates"),
+}))
+"""
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     return install(ROOT, tmp_path_factory.mktemp("packaging"))
@@ -231,6 +251,24 @@ def test_the_wheel_holds_every_file_of_the_packages(installed: Installed) -> Non
     for file in versions:
         assert f"{migrations}/versions/{file.name}" in names
     assert not [f for f in checkout_files(installed.root) if f not in names]
+    # The web product's pages and static files, vendored libraries with their licences.
+    web = installed.root / "app" / "web"
+    for folder in ("templates", "static"):
+        files = [
+            p for p in (web / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        ]
+        assert files, folder
+        for path in files:
+            assert str(path.relative_to(installed.root)) in names, path
+    for vendored in (
+        "htmx-2.0.11.min.js",
+        "htmx-LICENSE.txt",
+        "uPlot-1.6.32.iife.min.js",
+        "uPlot-1.6.32.min.css",
+        "uPlot-LICENSE.txt",
+    ):
+        assert f"app/web/static/vendor/{vendored}" in names, vendored
+    assert "app/web/templates/base.html" in names
 
 
 @pytest.fixture(scope="module")
@@ -273,9 +311,28 @@ def test_synmon_runs_from_the_installed_package(installed: Installed) -> None:
     with sqlite3.connect(database) as connection:
         tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
         [(revision,)] = connection.execute("SELECT version_num FROM alembic_version")
-    assert {"checks", "check_runs", "alembic_version"} <= tables
+    assert {"checks", RUNS_TABLE, "alembic_version"} <= tables
     assert revision == migrations.get_current_head()
     assert f"database at revision {revision}" in migrated.stdout
+
+    # The web product from the installed copy: its templates and static files are found
+    # there, not in the checkout.
+    added = subprocess.run(
+        [str(installed.venv / "bin" / "synmon"), "users", "add", "ann", "--role", "admin",
+         "--password-stdin"],
+        input="installed password\n", cwd=installed.workdir, env=installed.env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    served = subprocess.run(
+        [str(installed.python), "-I", "-c", WEB_PROBE],
+        cwd=installed.workdir, env=installed.env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert served.returncode == 0, served.stderr
+    pages = json.loads(served.stdout)
+    assert pages["login"] == 200 and pages["htmx"] == 200 and pages["checks"] == 200
+    assert Path(pages["templates"]).is_relative_to(installed.site_packages)
 
     planned = installed.synmon("sync", str(installed.root / "examples" / "checks"), "--dry-run")
     assert planned.returncode == 0, planned.stderr
