@@ -85,7 +85,14 @@ def test_a_hostile_error_stays_inside_its_json_string(
         ('{% for i in range(100000) %}{{ "x" * 100 }}{% endfor %}', "output exceeds"),
         (
             "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-            "took longer than 1s",
+            "exceeded its limits",
+        ),
+        ('{{ "x" * 2000000000 }}', "exceeded its limits"),
+        (
+            '{% set a = "x" * 1000000 %}{% set b = a ~ a ~ a ~ a %}{% set c = b ~ b ~ b ~ b %}'
+            "{% set d = c ~ c ~ c ~ c %}{% set e = d ~ d ~ d ~ d %}{% set f = e ~ e ~ e ~ e %}"
+            "{{ f | length }}",
+            "exceeded its limits",
         ),
     ],
 )
