@@ -85,6 +85,9 @@ AHEAD_DAYS = 3
 # How long creating or dropping a partition waits for its lock before it gives up for
 # this pass (its statement queues every insert of the parent behind it while it waits).
 LOCK_TIMEOUT = "1s"
+# How far back a missing day's partition is still created: SQS keeps a message 14 days at
+# most, so no result of an older run can still arrive on time.
+LATE_DAYS = 14
 DEFAULT_PARTITION = f"{RUNS_TABLE}_default"
 NOTIFICATIONS = table_of(NotificationRow)
 OUTBOX = table_of(OutboxRow)
@@ -185,13 +188,19 @@ def is_partitioned(session: Session) -> bool:
 def create_ahead(session: Session, now: datetime) -> list[str]:
     """Create the daily partitions from the end of the last one to ``AHEAD_DAYS`` after
     ``now``'s day, moving into each the rows the default partition holds for it; their
-    names. Gaps (maintenance stopped for a while) are filled too, so ranges stay
-    contiguous and a late result of such a day finds its partition."""
-    ranged = [p for p in partitions(session) if not p.default]
-    if not ranged:
+    names. A gap (maintenance stopped for a while) is filled too, back to ``LATE_DAYS``
+    before ``now``, so that a late result of such a day finds its partition; older days
+    stay in the default partition, whose expired rows retention deletes."""
+    # One pass at a time (beat fired twice, a CLI beside the task): the other one is
+    # creating these partitions, and this one would only fail on a name it took.
+    if not session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"), {"k": RUNS_TABLE}
+    ):
         return []
-    start = max(p.upper for p in ranged if p.upper is not None)
-    end = day_start(now) + timedelta(days=AHEAD_DAYS + 1)
+    ranged = [p.upper for p in partitions(session) if not p.default and p.upper is not None]
+    today = day_start(now)
+    start = max([*ranged, today - timedelta(days=LATE_DAYS)])
+    end = today + timedelta(days=AHEAD_DAYS + 1)
     created = []
     day = start
     while day < end:
@@ -375,6 +384,13 @@ def _drop(
     deleted = 0
     try:
         with Session.begin() as session:
+            # Another pass dropping this partition (beat fired twice) does it alone, and
+            # counts it alone.
+            lock = text("SELECT pg_try_advisory_xact_lock(hashtext(:name))")
+            if not session.scalar(lock, {"name": partition.name}):
+                return None, 0
+            if session.scalar(text("SELECT to_regclass(:name)"), {"name": partition.name}) is None:
+                return None, 0  # dropped by that pass since this one listed it
             rows = session.scalar(select(func.count()).select_from(partition.table())) or 0
             for keys in _partition_artifacts(session, partition):
                 # Before the drop: if the store fails, the partition stays for the next

@@ -4,6 +4,7 @@ and dropped whole with their artifacts, and each run is stored once wherever it 
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,14 @@ from app.execution.artifacts import FolderStore
 from app.execution.runs import RunResult
 from app.pipeline.check_cache import CheckCache
 from app.pipeline.ingest import run_row, store_results
-from app.pipeline.retention import Partition, maintain_partitions, partitions, plan, prune
+from app.pipeline.retention import (
+    LATE_DAYS,
+    Partition,
+    maintain_partitions,
+    partitions,
+    plan,
+    prune,
+)
 from app.pipeline.rollups import DAILY_ROLLUPS, HOURLY_ROLLUPS, recount, stored
 from app.storage.bulk import insert_ignoring_conflicts
 from app.storage.db import current_revision, downgrade, engine_for, migrate, sessions
@@ -214,3 +222,35 @@ def test_expired_partitions_are_dropped_whole_with_their_artifacts(
         assert plan(session, settings, now) == type(planned)()
     # The sequence of ids outlived the legacy table it came with.
     assert store_like_this_release(postgres_url, [run_result(check_id="after")]).inserted == 1
+
+
+def test_two_maintenance_passes_at_once_create_each_partition_once(postgres_url: str) -> None:
+    legacy, _ = layout(postgres_url)
+    assert legacy.upper is not None
+    Session = sessions(postgres_url)
+    created: list[list[str]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def run_pass() -> None:
+        try:
+            barrier.wait(timeout=10)
+            created.append(maintain_partitions(Session, legacy.upper + 20 * DAY))  # type: ignore[operator]
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run_pass) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    made = sorted(name for names in created for name in names)
+    assert len(made) == len(set(made)) > 0
+    # The pass that found the other at work left it alone; the next one has nothing to do.
+    days = [p for p in layout(postgres_url) if p.daily]
+    assert [p.name for p in days] == made
+    assert maintain_partitions(Session, legacy.upper + 20 * DAY) == []
+    # A gap of more than LATE_DAYS is not filled back to the bound: those days would only
+    # ever receive results older than SQS keeps a message.
+    assert days[0].lower == legacy.upper + 20 * DAY - LATE_DAYS * DAY
