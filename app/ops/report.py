@@ -26,21 +26,26 @@ holds the exact value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
     Select,
     Table,
     and_,
     case,
+    cast,
     func,
     literal,
+    null,
     or_,
     select,
+    text,
     union_all,
 )
 from sqlalchemy.orm import Session
@@ -49,16 +54,22 @@ from app.pipeline.rollups import (
     DAY,
     HOUR,
     RUNS,
+    STATUSES,
     VALUES,
     Totals,
     day_start,
     final_runs_scheduled,
     hour_start,
-    totals_of_runs,
 )
-from app.storage.bulk import table_of
+from app.storage.bulk import is_postgres, table_of
 from app.storage.incidents import IncidentRow
-from app.storage.models import DAILY_ROLLUPS, HOURLY_ROLLUPS, ROLLUP_COUNTS
+from app.storage.models import (
+    DAILY_ROLLUPS,
+    HISTOGRAM_COLUMNS,
+    HOURLY_ROLLUPS,
+    LATENCY_BOUNDS_MS,
+    ROLLUP_COUNTS,
+)
 
 GroupBy = Literal["check", "location"]
 UPTIME_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -191,38 +202,32 @@ def _in(span: Span) -> ColumnElement[bool]:
     return and_(bucket >= span.start, bucket < span.end)
 
 
-def _weight(table: Table, window: Window) -> ColumnElement[Any] | None:
-    """+1, -1 or 0 for each row of ``table``, as ``window`` counts it; None if it reads
-    nothing of ``table``."""
-    mine = [span for span in window.spans if span.table is table]
-    if not mine:
-        return None
-    return case(*((_in(span), span.sign) for span in mine), else_=0)
+Columns = Callable[[Table, int], list[Any]]
 
 
-def _rollup_part(
-    table: Table,
-    windows: Sequence[Window],
-    key: str,
-    check_ids: Sequence[str] | None,
-    columns: Any,
-) -> Select[Any] | None:
-    """One scan of ``table`` for all ``windows``: the rows any of them reads, summed per
-    key by ``columns(table, weights)``; None if none reads it."""
-    weights = [_weight(table, window) for window in windows]
-    wanted = [_in(span) for window in windows for span in window.spans if span.table is table]
-    if not wanted:
-        return None
-    query = select(table.c[key].label("key"), *columns(table, weights)).where(or_(*wanted))
-    if check_ids is not None:
-        query = query.where(table.c.check_id.in_(check_ids))
-    return query.group_by(table.c[key])
+def _rollup_parts(
+    windows: Sequence[Window], key: str, check_ids: Sequence[str] | None, columns: Columns
+) -> Iterator[Select[Any]]:
+    """For each window, table and sign, the rows it reads summed per key (multiplied by
+    the sign): a plain aggregate each, no expression evaluated per row and column."""
+    for index, window in enumerate(windows):
+        for table in (HOURLY_ROLLUPS, DAILY_ROLLUPS):
+            for sign in (1, -1):
+                chosen = [s for s in window.spans if s.table is table and s.sign == sign]
+                if not chosen:
+                    continue
+                query = select(
+                    table.c[key].label("key"), literal(index).label("w"), *columns(table, sign)
+                ).where(or_(*(_in(span) for span in chosen)))
+                if check_ids is not None:
+                    query = query.where(table.c.check_id.in_(check_ids))
+                yield query.group_by(table.c[key])
 
 
-def _aggregate(session: Session, parts: Iterable[Select[Any] | None], names: Sequence[str]) -> Any:
-    """The parts' rows summed per key (``min_``/``max_`` columns kept least and greatest):
-    one statement."""
-    chosen = [part for part in parts if part is not None]
+def _aggregate(session: Session, parts: Iterable[Select[Any]], names: Sequence[str]) -> Any:
+    """The parts' rows summed per key and window (``min_``/``max_`` columns kept least and
+    greatest): one statement."""
+    chosen = list(parts)
     if not chosen:
         return []
     union = union_all(*chosen).subquery() if len(chosen) > 1 else chosen[0].subquery()
@@ -234,22 +239,75 @@ def _aggregate(session: Session, parts: Iterable[Select[Any] | None], names: Seq
             return func.max(union.c[name])
         return func.sum(union.c[name])
 
-    return session.execute(
-        select(union.c.key, *(combined(n).label(n) for n in names)).group_by(union.c.key)
-    )
+    statement = select(union.c.key, union.c.w, *(combined(n).label(n) for n in names))
+    return session.execute(statement.group_by(union.c.key, union.c.w))
 
 
 _TOTAL_NAMES = [*_SUMMED, "min_duration", "max_duration"]
+_NO_DURATION = cast(null(), Float)
 
 
-def _totals_columns(table: Table, weights: Sequence[ColumnElement[Any] | None]) -> list[Any]:
-    (weight,) = weights
-    assert weight is not None  # a part is built only for a table the window reads
+def _summed(sign: int, total: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A part's sum as a double: summed again across the parts, a bigint would become a
+    numeric, several times slower to add; a double is exact for any count of runs."""
+    return cast(sign * total, Float)
+
+
+def _totals_columns(table: Table, sign: int) -> list[Any]:
+    # A subtracted row's extremes cannot be taken out of its day's: left out (see above).
+    extremes = (
+        (func.min(table.c.duration_min_ms), func.max(table.c.duration_max_ms))
+        if sign > 0
+        else (_NO_DURATION, _NO_DURATION)
+    )
     return [
-        *(func.sum(weight * table.c[name]).label(name) for name in _SUMMED),
-        func.min(case((weight > 0, table.c.duration_min_ms))).label("min_duration"),
-        func.max(case((weight > 0, table.c.duration_max_ms))).label("max_duration"),
+        *(_summed(sign, func.sum(table.c[name])).label(name) for name in _SUMMED),
+        extremes[0].label("min_duration"),
+        extremes[1].label("max_duration"),
     ]
+
+
+def _histogram_bucket(duration: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The histogram bucket of a duration, as ``bucket_of`` finds it: evaluated once per
+    run, where a sum per bucket would test every bound for every run."""
+    return case(
+        *((duration <= bound, index) for index, bound in enumerate(LATENCY_BOUNDS_MS)),
+        else_=len(LATENCY_BOUNDS_MS),
+    )
+
+
+def _runs_part(key: str, since: datetime, check_id: str | None) -> Select[Any]:
+    """The final runs scheduled from ``since`` on, counted as a rollup row per key: first
+    per key, status and histogram bucket, then those few rows into the columns."""
+    bucket = _histogram_bucket(RUNS.c.duration_ms)
+    grouped = select(
+        RUNS.c[key].label("key"),
+        RUNS.c.status.label("status"),
+        bucket.label("bucket"),
+        func.count().label("runs"),
+        func.sum(RUNS.c.duration_ms).label("total"),
+        func.min(RUNS.c.duration_ms).label("low"),
+        func.max(RUNS.c.duration_ms).label("high"),
+    ).where(final_runs_scheduled(since))
+    if check_id is not None:
+        grouped = grouped.where(RUNS.c.check_id == check_id)
+    counted = grouped.group_by(RUNS.c[key], RUNS.c.status, bucket).subquery()
+
+    def runs_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+        return _summed(1, func.sum(case((condition, counted.c.runs), else_=0)))
+
+    return select(
+        counted.c.key,
+        literal(0).label("w"),
+        *(runs_where(counted.c.status == status).label(status) for status in STATUSES),
+        *(
+            runs_where(counted.c.bucket == index).label(name)
+            for index, name in enumerate(HISTOGRAM_COLUMNS)
+        ),
+        func.sum(counted.c.total).label("duration_sum_ms"),
+        func.min(counted.c.low).label("min_duration"),
+        func.max(counted.c.high).label("max_duration"),
+    ).group_by(counted.c.key)
 
 
 def totals(
@@ -265,23 +323,29 @@ def totals(
     window = window_spans(start, current_hour, current_from_runs=True)
     key = "check_id" if by == "check" else "location"
     check_ids = None if check_id is None else [check_id]
-    parts: list[Select[Any] | None] = [
-        _rollup_part(table, [window], key, check_ids, _totals_columns)
-        for table in (HOURLY_ROLLUPS, DAILY_ROLLUPS)
-    ]
+    parts = list(_rollup_parts([window], key, check_ids, _totals_columns))
     if window.runs_from is not None:
-        values = totals_of_runs()
-        raw = select(
-            RUNS.c[key].label("key"),
-            *(value.label(name) for value, name in zip(values, _TOTAL_NAMES, strict=True)),
-        ).where(final_runs_scheduled(window.runs_from))
-        if check_id is not None:
-            raw = raw.where(RUNS.c.check_id == check_id)
-        parts.append(raw.group_by(RUNS.c[key]))
-    found = {row[0]: Totals.of(row[1:]) for row in _aggregate(session, parts, _TOTAL_NAMES)}
+        parts.append(_runs_part(key, window.runs_from, check_id))
+    with _without_jit(session):
+        found = {row[0]: Totals.of(row[2:]) for row in _aggregate(session, parts, _TOTAL_NAMES)}
     # A key whose rows add up to nothing (an hour subtracted from a day that holds only
     # it) has no runs in the window.
     return start, end, {k: t for k, t in found.items() if t.runs}
+
+
+@contextmanager
+def _without_jit(session: Session) -> Iterator[None]:
+    """Postgres's JIT compiles these wide aggregates for longer than they run (over a
+    second, measured, for a statement that runs in a fraction of one): off for the
+    statement, then as it was (a failed statement leaves the transaction to roll back,
+    which undoes the setting)."""
+    if not is_postgres(session):
+        yield
+        return
+    before = session.execute(text("SELECT current_setting('jit')")).scalar_one()
+    session.execute(text("SELECT set_config('jit', 'off', true)"))
+    yield
+    session.execute(text("SELECT set_config('jit', :before, true)"), {"before": before})
 
 
 def incident_counts(
@@ -328,17 +392,10 @@ def report(
     )
 
 
-def _uptime_columns(table: Table, weights: Sequence[ColumnElement[Any] | None]) -> list[Any]:
-    up = table.c.passed + table.c.degraded
-    runs = up + table.c.failed
-    columns = []
-    for index, weight in enumerate(weights):
-        w: Any = literal(0) if weight is None else weight
-        columns += [
-            func.sum(w * up).label(f"up_{index}"),
-            func.sum(w * runs).label(f"runs_{index}"),
-        ]
-    return columns
+def _uptime_columns(table: Table, sign: int) -> list[Any]:
+    up = func.sum(table.c.passed + table.c.degraded)
+    runs = up + func.sum(table.c.failed)
+    return [_summed(sign, up).label("up"), _summed(sign, runs).label("runs")]
 
 
 def uptimes(
@@ -358,20 +415,14 @@ def uptimes(
         window_spans(hour_start(now - windows[name]), current_hour, current_from_runs=False)
         for name in names
     ]
-    columns = [f"{kind}_{i}" for i in range(len(names)) for kind in ("up", "runs")]
-    parts = [
-        _rollup_part(table, chosen, "check_id", check_ids, _uptime_columns)
-        for table in (HOURLY_ROLLUPS, DAILY_ROLLUPS)
-    ]
+    parts = _rollup_parts(chosen, "check_id", check_ids, _uptime_columns)
     by_check: dict[str, dict[str, float | None]] = {}
-    for row in _aggregate(session, parts, columns):
-        values = row._mapping
-        found: dict[str, float | None] = {}
-        for index, name in enumerate(names):
-            up, runs = int(values[f"up_{index}"] or 0), int(values[f"runs_{index}"] or 0)
-            found[name] = round(100 * up / runs, 4) if runs > 0 else None
-        if any(value is not None for value in found.values()):
-            by_check[row[0]] = found
+    with _without_jit(session):
+        rows = _aggregate(session, parts, ["up", "runs"]).all()
+    for check_id, index, up, runs in rows:
+        if runs:
+            found = by_check.setdefault(check_id, dict.fromkeys(names))
+            found[names[index]] = round(100 * int(up) / int(runs), 4)
     return by_check
 
 
