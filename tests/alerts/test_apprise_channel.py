@@ -145,11 +145,12 @@ def test_what_cannot_be_vetted_or_understood_fails_for_good(
 def test_the_child_refuses_processes_unix_sockets_and_unvetted_datagrams(
     hooks: TargetServer,
 ) -> None:
-    """The audit hook of the child process, in a process of its own as in production."""
+    """The audit hook of the child process, in a process of its own as in production
+    (a hook cannot be removed once installed)."""
     program = textwrap.dedent(
         f"""
-        import json, socket, subprocess
-        from app.alerts.channels.apprise_child import install_guard
+        import ctypes, json, socket, subprocess
+        from app.alerts.channels.apprise_child import install_guard, phase
         from app.execution.guard import TargetGuard
         install_guard(TargetGuard(False, ["127.0.0.1:{hooks.port}"]))
         outcomes = {{}}
@@ -166,6 +167,9 @@ def test_the_child_refuses_processes_unix_sockets_and_unvetted_datagrams(
         attempt("udp", lambda: udp.sendto(b"x", ("127.0.0.1", 514)))
         attempt("other port", lambda: socket.create_connection(("127.0.0.1", 9), timeout=2))
         attempt("allowed", lambda: socket.create_connection(("127.0.0.1", {hooks.port}), timeout=2).close())
+        attempt("library before loading", lambda: ctypes.CDLL("libc.so.6"))
+        phase.loaded = True
+        attempt("library", lambda: ctypes.CDLL("libm.so.6"))
         print(json.dumps(outcomes))
         """
     )
@@ -178,3 +182,6 @@ def test_the_child_refuses_processes_unix_sockets_and_unvetted_datagrams(
     assert "loopback addresses are not allowed" in outcomes["udp"]
     assert "loopback addresses are not allowed" in outcomes["other port"]
     assert outcomes["allowed"] == "done"
+    # Importing ctypes opens a library; once the plugin is loaded nothing may.
+    assert outcomes["library before loading"] == "done"
+    assert outcomes["library"].startswith("refused: ctypes.dlopen is not allowed")

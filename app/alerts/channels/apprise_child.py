@@ -34,9 +34,19 @@ REFUSED_EVENTS = frozenset(
         "os.fork",
         "os.forkpty",
         "pty.spawn",
-        "ctypes.dlopen",
     }
 )
+# Refused once the plugin is loaded: importing ctypes (as Apprise's locale module does)
+# opens libpython itself, but a plugin that loads a library to notify through it would
+# make connections no hook sees.
+LOADING_EVENTS = frozenset({"ctypes.dlopen"})
+
+
+class Phase:
+    loaded = False  # the plugin is loaded and its URL parsed
+
+
+phase = Phase()
 CONNECTING_EVENTS = frozenset({"socket.connect", "socket.sendto", "socket.sendmsg"})
 
 
@@ -49,7 +59,7 @@ refusals: list[str] = []
 
 def install_guard(guard: TargetGuard) -> None:
     def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event in REFUSED_EVENTS:
+        if event in REFUSED_EVENTS or (phase.loaded and event in LOADING_EVENTS):
             refuse(f"{event} is not allowed in an Apprise delivery")
         if event not in CONNECTING_EVENTS:
             return
@@ -89,6 +99,8 @@ class Collector(logging.Handler):
 
 
 def deliver(request: dict[str, Any]) -> dict[str, Any]:
+    # Before Apprise is imported: nothing of it, its plugins or what they load runs unvetted.
+    install_guard(TargetGuard(bool(request["allow_private"]), request["allowed"]))
     import apprise
 
     collector = Collector()
@@ -96,11 +108,9 @@ def deliver(request: dict[str, Any]) -> dict[str, Any]:
     logging.getLogger("apprise").setLevel(logging.WARNING)
     asset = apprise.AppriseAsset(storage_mode=apprise.PersistentStoreMode.MEMORY)
     notifier = apprise.Apprise(asset=asset)
-    guard = TargetGuard(bool(request["allow_private"]), request["allowed"])
     if not notifier.add(request["url"]):
-        return {"sent": False, "unknown": True, "refused": [], "log": collector.lines}
-    # The plugin is loaded and its URL parsed: from here on every connection is vetted.
-    install_guard(guard)
+        return {"sent": False, "unknown": True, "refused": refusals, "log": collector.lines}
+    phase.loaded = True
     try:
         sent = bool(
             notifier.notify(
