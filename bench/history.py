@@ -457,7 +457,13 @@ def _results(count: int, checks: int, since: datetime) -> list[RunResult]:
     ]
 
 
-SIZE_OF = "SELECT pg_total_relation_size(CAST(:name AS regclass))"
+# A table's size with its indexes and TOAST, and its partitions' (check_runs is
+# partitioned on Postgres: the parent itself stores nothing).
+SIZE_OF = (
+    "SELECT pg_total_relation_size(CAST(:name AS regclass)) + coalesce(("
+    "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(CAST(:name AS regclass)) "
+    "WHERE relid <> CAST(:name AS regclass)), 0)"
+)
 
 
 def storage(database_url: str, count: int) -> list[Figure]:
@@ -495,7 +501,7 @@ def storage(database_url: str, count: int) -> list[Figure]:
             "MiB",
             raw,
             better="lower",
-            notes=[note, "table, indexes and TOAST (pg_total_relation_size)"],
+            notes=[note, "its partitions, indexes and TOAST (pg_total_relation_size)"],
         ),
         Figure(
             "history",
