@@ -18,9 +18,10 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from app.storage.models import DAILY_ROLLUPS, HOURLY_ROLLUPS, CheckRunRow
+from app.ops.report import chart
+from app.storage.models import CheckRunRow
 from app.web import documents
 from app.web.accounts import Principal, pause_check, resume_check
 from app.web.auth import allowed
@@ -49,39 +50,24 @@ def choice(parameter: str, value: str | None, allowed: tuple[str, ...]) -> str |
 
 
 def uptime_days(session: Any, check_id: str, days: int = HISTORY_DAYS) -> list[dict[str, Any]]:
-    """One entry per day (oldest first, today last): its uptime % and runs, from the
-    daily rollups and, for today, the hourly ones; None for a day without runs."""
+    """One entry per day (oldest first, today last) with its uptime % and runs, from the
+    daily rollups (``report.chart``); None for a day without runs."""
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    first = today - timedelta(days=days - 1)
-    counts: dict[str, list[int]] = {}
-
-    def add(table: Any, since: datetime, day_of: Any) -> None:
-        query = (
-            select(
-                table.c.bucket_start,
-                func.sum(table.c.passed),
-                func.sum(table.c.degraded),
-                func.sum(table.c.failed),
-            )
-            .where(table.c.check_id == check_id, table.c.bucket_start >= since)
-            .group_by(table.c.bucket_start)
-        )
-        for start, passed, degraded, failed in session.execute(query):
-            key = day_of(start)
-            found = counts.setdefault(key, [0, 0, 0])
-            found[0] += int(passed or 0)
-            found[1] += int(degraded or 0)
-            found[2] += int(failed or 0)
-
-    add(DAILY_ROLLUPS, first, lambda start: start.date().isoformat())
-    add(HOURLY_ROLLUPS, today, lambda start: start.date().isoformat())
+    points = {point.day.date(): point for point in chart(session, check_id, days)}
     result = []
     for n in range(days):
-        day = (first + timedelta(days=n)).date().isoformat()
-        passed, degraded, failed = counts.get(day, [0, 0, 0])
-        runs = passed + degraded + failed
-        uptime = None if runs == 0 else round(100 * (passed + degraded) / runs, 2)
-        result.append({"day": day, "runs": runs, "failed": failed, "uptime": uptime})
+        day = (today - timedelta(days=days - 1 - n)).date()
+        point = points.get(day)
+        result.append(
+            {
+                "day": day.isoformat(),
+                "runs": point.runs if point else 0,
+                "failed": point.failed if point else 0,
+                "uptime": None
+                if point is None or point.uptime_pct is None
+                else round(point.uptime_pct, 2),
+            }
+        )
     return result
 
 
@@ -242,7 +228,7 @@ def pages(web: Web) -> APIRouter:
         )
 
     @router.get("/checks/{check_id}/chart.json")
-    def chart(
+    def chart_data(
         check_id: str = Path(pattern=CHECK_ID),
         window: Literal["1h", "24h", "7d"] = Query("24h"),
         principal: Principal = api_viewer,

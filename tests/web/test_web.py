@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.ops.report import Line, totals
 from app.pipeline.check_cache import CheckCache
 from app.pipeline.ingest import store_results
 from app.storage.db import sessions
@@ -162,6 +163,11 @@ def test_api_checks_gives_uptime_over_24_hours_7_and_30_days(database_url: str) 
         by_id = {check["id"]: check for check in check_documents(session, settings)}
     assert by_id["api"]["uptime"] == {"24h": 100.0, "7d": pytest.approx(66.6667), "30d": 50.0}
     assert by_id["idle"]["uptime"] == {"24h": None, "7d": None, "30d": None}
+    # p95 over the last 24 hours, as `synmon report` reads it from the same rollups.
+    with sessions(database_url)() as session:
+        _, _, found = totals(session, timedelta(hours=24), check_id="api")
+    assert by_id["api"]["p95_ms_24h"] == Line.of("api", found["api"]).p95_ms is not None
+    assert by_id["idle"]["p95_ms_24h"] is None
     # The same numbers over HTTP, on the page too.
     over_http = {c["id"]: c for c in site.as_role("viewer").get("/api/checks").json()}
     assert over_http["api"]["uptime"] == by_id["api"]["uptime"]
