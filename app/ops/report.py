@@ -316,11 +316,16 @@ def totals(
     by: GroupBy = "check",
     check_id: str | None = None,
     now: datetime | None = None,
+    *,
+    current_from_runs: bool = True,
 ) -> tuple[datetime, datetime, dict[str, Totals]]:
-    """(window start, end, the totals of each check or location in it)."""
+    """(window start, end, the totals of each check or location in it). The current
+    hour is counted from the raw runs, or with ``current_from_runs=False`` from the
+    rollups like the rest (which ingest keeps up to date: what a page that must not
+    scan runs asks for)."""
     end = now or datetime.now(UTC)
     start, current_hour = hour_start(end - since), hour_start(end)
-    window = window_spans(start, current_hour, current_from_runs=True)
+    window = window_spans(start, current_hour, current_from_runs)
     key = "check_id" if by == "check" else "location"
     check_ids = None if check_id is None else [check_id]
     parts = list(_rollup_parts([window], key, check_ids, _totals_columns))

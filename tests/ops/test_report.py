@@ -8,10 +8,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, event, insert, select
 
 from app.execution.runs import RunResult
-from app.ops.report import chart, incident_counts, report, spans, uptimes, window_spans
+from app.ops.report import (
+    chart,
+    incident_counts,
+    report,
+    spans,
+    totals,
+    uptimes,
+    window_spans,
+)
 from app.ops.stats import percentile
 from app.pipeline.rollups import (
     VALUES,
@@ -21,6 +29,7 @@ from app.pipeline.rollups import (
     totals_of_rollups,
     truncated,
 )
+from app.storage.db import engine_for
 from app.storage.incidents import IncidentRow
 from app.storage.models import DAILY_ROLLUPS, HOURLY_ROLLUPS, ROLLUP_KEY
 from tests.pipeline.test_ingest import NOW, definitions, prepare, result, rows, store
@@ -169,6 +178,30 @@ def test_uptime_reads_no_runs(database_url: str) -> None:
         found = uptimes(session, now=LATER, windows={"1h": timedelta(minutes=30)})
         (line,) = report(session, timedelta(minutes=30), check_id="api", now=LATER).lines
     assert "api" not in found and line.runs == len(current) == 20
+
+
+def test_uptime_of_many_checks_is_one_statement_over_the_rollups(database_url: str) -> None:
+    settings, Session = prepare(database_url, definitions())
+    at = NOW - timedelta(days=2)
+    store(Session, settings, [result("passed", at, check_id=f"c{i}") for i in range(60)])
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = engine_for(database_url)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with Session() as session:
+            found = uptimes(session, now=LATER)
+            _, _, rolled = totals(session, timedelta(days=3), now=LATER, current_from_runs=False)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(found) == 60 and found["c7"] == {"24h": None, "7d": 100.0, "30d": 100.0}
+    assert len(rolled) == 60
+    reads = [s for s in statements if "check_rollups" in s]
+    assert len(reads) == 2  # one for each question, whatever the number of checks
+    assert not any("check_runs" in s for s in statements)
 
 
 def test_a_window_without_runs_is_none_and_a_check_without_any_is_left_out(
