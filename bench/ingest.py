@@ -32,7 +32,7 @@ from app.pipeline.retention import maintain_partitions, partitions
 from app.pipeline.sqs import BatchSender, Outgoing, client_for, create_queues, queue_urls
 from app.pipeline.wire import result_body
 from app.storage.db import engine_for, sessions
-from app.storage.models import CheckRow, CheckRunRow
+from app.storage.models import HOURLY_ROLLUPS, CheckRow, CheckRunRow
 from bench.common import Figure, Size, WrongResult
 from config.settings import Settings, load_settings
 from tests.support.databases import postgres_database
@@ -209,7 +209,7 @@ def copy_rate(database_url: str, batch: list[RunResult]) -> float:
         raw.commit()
         seconds = time.perf_counter() - started
         cursor.execute("SELECT count(*) FROM copy_target")
-        copied = cursor.fetchone()[0]
+        (copied,) = cursor.fetchone() or (None,)
         cursor.execute("DROP TABLE copy_target")
         raw.commit()
     finally:
@@ -243,11 +243,11 @@ class _NoRollups:
     """Ingest with the rollups left out, to measure what they cost it."""
 
     def __enter__(self) -> None:
-        self.saved = ingest_module.add_to_rollups
-        ingest_module.add_to_rollups = lambda session, runs: None
+        self.saved = getattr(ingest_module, "add_to_rollups")  # noqa: B009 - not exported
+        setattr(ingest_module, "add_to_rollups", lambda session, runs: None)  # noqa: B010
 
     def __exit__(self, *_: object) -> None:
-        ingest_module.add_to_rollups = self.saved
+        setattr(ingest_module, "add_to_rollups", self.saved)  # noqa: B010
 
 
 def _timed_store(
@@ -299,13 +299,13 @@ def storage_rates(
         raise WrongResult("a result delivered twice was stored twice")
     # Every failing check failed once in the warm-up and in each of its results since.
     with factory() as session:
-        states = dict(session.execute(text(FAILURES)).all())
+        states: dict[str, int] = {k: v for k, v in session.execute(text(FAILURES)).all()}
     failing = [f"c{i}" for i in range(0, CHECKS, FAILING)]
     if states != {check_id: 1 + failed[check_id] for check_id in failing}:
         raise WrongResult("the failing checks' states did not count every failure")
     # The rollups count each result of the rounds with rollups once, and nothing else.
     with factory() as session:
-        hours = rollups.stored(session, rollups.HOURLY_ROLLUPS)
+        hours = rollups.stored(session, HOURLY_ROLLUPS)
     counted_runs = sum(t.runs for key, t in hours.items() if key[2] >= since)
     if counted_runs != counted["on"]:
         raise WrongResult(f"the rollups counted {counted_runs} of {counted['on']} results")
@@ -364,7 +364,7 @@ def parallel_storage_rate(database_url: str, count: int, writers: int, since: da
     written = stored(database_url) - before
     if written != count // writers * writers:
         raise WrongResult(f"{writers} writers stored {written} of {count}")
-    return written / (finished - started)
+    return float(written / (finished - started))
 
 
 def queue_rates(

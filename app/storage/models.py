@@ -270,6 +270,9 @@ def _rollup_table(name: str) -> Table:
         Column("duration_sum_ms", Float, nullable=False),
         Column("duration_min_ms", Float, nullable=False),
         Column("duration_max_ms", Float, nullable=False),
+        # Questions about every check (a report, uptimes, retention) ask for some hours
+        # or days of all of them (migration 0010).
+        Index(f"ix_{name}_bucket_start", "bucket_start"),
     )
 
 

@@ -14,8 +14,8 @@ from sqlalchemy.exc import OperationalError
 from app.pipeline import ingest
 from app.pipeline.ingest import Ingestor
 from app.pipeline.retention import maintain_partitions, partitions
-from app.pipeline.rollups import HOURLY_ROLLUPS, stored
-from app.storage.models import CheckRunRow
+from app.pipeline.rollups import stored
+from app.storage.models import HOURLY_ROLLUPS, CheckRunRow
 from tests.pipeline.test_ingest import definitions, prepare, result
 from tests.pipeline.test_rollups import assert_rollups_equal_a_recount, mixed_results
 
