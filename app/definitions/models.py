@@ -716,6 +716,14 @@ class Channel(Strict):
             if not self.url:
                 raise ValueError(f"a {self.type} channel needs a url")
             validate_url(self.url)
+            # A Teams webhook's URL is its credential (the sig= of a Workflows URL). Webhook
+            # and Slack URLs stored in clear stay accepted: they were before placeholders.
+            if self.type == "teams" and not PLACEHOLDER_RE.search(self.url):
+                raise ValueError(
+                    "a Teams webhook URL is a secret: write it, or its secret part, as a "
+                    "{{NAME}} placeholder (its value comes from SYNMON_VAR_NAME when a "
+                    "notification is sent, and is never stored)"
+                )
         elif self.type == "apprise":
             if not self.url:
                 raise ValueError("an apprise channel needs a url, such as discord://...")

@@ -266,7 +266,10 @@ def test_teams_gets_an_adaptive_card_with_what_targets_control_as_plain_text(
     database_url: str, apis: ChannelAPIServer
 ) -> None:
     check = monitored(
-        database_url, [{"id": "teams", "type": "teams", "url": apis.url("/teams")}], [apis.port]
+        database_url,
+        [{"id": "teams", "type": "teams", "url": apis.url("/{{TEAMS_PATH}}")}],
+        [apis.port],
+        SYNMON_VAR_TEAMS_PATH="teams",
     )
     hostile = "**urgent** [click](https://evil.example) <at>everyone</at> <img src=x>"
     with check.Session.begin() as session:
@@ -310,10 +313,11 @@ def test_every_channel_goes_through_the_target_guard(
         [
             pagerduty(apis),
             {"id": "genie", "type": "opsgenie", "api_key": "{{K}}", "url": apis.url("")},
-            {"id": "teams", "type": "teams", "url": apis.url("/teams")},
+            {"id": "teams", "type": "teams", "url": apis.url("/{{TEAMS_PATH}}")},
         ],
         (),  # the local server's port is not allowed
         SYNMON_VAR_PD_ROUTING_KEY=ROUTING_KEY,
+        SYNMON_VAR_TEAMS_PATH="teams",
         SYNMON_VAR_K=GENIE_KEY,
     )
     check.run("failed")

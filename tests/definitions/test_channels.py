@@ -65,6 +65,7 @@ def test_a_secret_in_clear_is_refused_with_the_channel_and_field() -> None:
         {"id": "genie", "type": "opsgenie", "api_key": "prefix-{{KEY}}"},
         {"id": "discord", "type": "apprise", "url": "discord://1234/s3cr3t-token"},
         {"id": "own", "type": "apprise", "url": "jsons://user:hunter2@hooks.example.com/x"},
+        {"id": "teams", "type": "teams", "url": "https://x.logic.azure.com/workflows/1?sig=abc"},
     )
     assert any(
         p.startswith("channels.yaml: channel 'pd': routing_key: ") and "placeholder" in p
@@ -75,7 +76,8 @@ def test_a_secret_in_clear_is_refused_with_the_channel_and_field() -> None:
         "channel 'discord'" in p and "discord:// URL holds the service's token" in p for p in found
     )
     assert any("channel 'own'" in p and "url is a secret" in p for p in found)
-    assert len(found) == 4
+    assert any("channel 'teams'" in p and "Teams webhook URL is a secret" in p for p in found)
+    assert len(found) == 5
 
 
 def test_required_and_foreign_fields() -> None:

@@ -32,8 +32,8 @@ UNVETTED_SCHEMES = frozenset(
 )
 NOTIFY_TYPES = {"failure": "failure", "recovery": "success", "degraded": "warning"}
 MAX_BODY_CHARS = 4000
-# Starting Python and importing Apprise, on top of the delivery's own timeout.
-STARTUP_SECONDS = 10.0
+# Starting Python and importing Apprise (about a second), on top of the delivery's timeout.
+STARTUP_SECONDS = 5.0
 MAX_ANSWER_BYTES = 64 * 1024
 
 
@@ -53,7 +53,6 @@ def defuse(text: str) -> str:
 
 class Apprise(Notifier[AppriseMessage]):
     kind: ClassVar[str] = "apprise"
-    timeout: ClassVar[float] = 20
 
     def prepare(self, payload: dict[str, Any]) -> AppriseMessage:
         template = self.config["url"]
