@@ -63,6 +63,12 @@ class SynmonSQSChannel(SQSChannel):
         if not isinstance(messages, dict):
             return 0
         PollClock.heard()
+        if messages.get("Messages") and self.connection._callbacks.get(qname) is None:
+            # kombu makes them visible again at once; said here, where a roll can be read.
+            log.info(
+                "stopping: handing back %d message(s) received after the consumer stopped",
+                len(messages["Messages"]),
+            )
         received: int = super()._on_messages_ready(queue, qname, messages)
         return received
 
