@@ -326,3 +326,27 @@ def test_every_channel_goes_through_the_target_guard(
         assert row.status == "failed"
         assert "loopback addresses are not allowed" in (row.last_error or "")
     assert apis.hits == []
+
+
+def test_a_redirect_is_not_taken_for_a_delivery(database_url: str, hooks: TargetServer) -> None:
+    moved = hooks.url("/redirect?code=302&to=https://elsewhere.example/hook")
+    check = monitored(database_url, [{"id": "hook", "type": "webhook", "url": moved}], [hooks.port])
+    check.run("failed")
+    check.send()
+    (row,) = check.notifications()
+    assert row.status == "failed" and "answered a redirect (302)" in (row.last_error or "")
+    assert len(hooks.hits) == 1  # not followed
+
+
+def test_a_degraded_notice_warns_pagerduty_without_an_incident(
+    database_url: str, apis: ChannelAPIServer
+) -> None:
+    check = monitored(
+        database_url, [pagerduty(apis)], [apis.port], SYNMON_VAR_PD_ROUTING_KEY=ROUTING_KEY
+    )
+    check.run("degraded")
+    assert check.send() == 1
+    (event,) = apis.events
+    assert event["event_action"] == "trigger" and event["dedup_key"] == "synmon:api:degraded"
+    assert event["payload"]["severity"] == "warning"
+    assert check.incidents() == []

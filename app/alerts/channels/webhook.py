@@ -47,8 +47,8 @@ class Answer:
 def post(notifier: Notifier[Any], message: HttpPost) -> Answer:
     """POST ``message`` through the target guard within ``notifier.timeout``.
 
-    A refused target or a 4xx answer is permanent (``NotifierError``); no answer, a
-    5xx or a 429 is not (``NotifierUnavailable``). No redirect is followed.
+    A refused target, a redirect or a 4xx answer is permanent (``NotifierError``); no
+    answer, a 5xx or a 429 is not (``NotifierUnavailable``). No redirect is followed.
     """
     settings = notifier.settings
     guard = TargetGuard(settings.allow_private_targets, settings.allowed_targets)
@@ -93,6 +93,10 @@ def post(notifier: Notifier[Any], message: HttpPost) -> Answer:
     if status >= 400:
         said = f": {notifier.scrub(' '.join(text.split()))}" if text.strip() else ""
         raise NotifierError(f"{host} refused the notification ({status}){said}")
+    if status >= 300:
+        # Not followed (the guard would have to vet another host, and a POST turned into a
+        # GET by a 302 delivers nothing): the channel's URL is not the endpoint.
+        raise NotifierError(f"{host} answered a redirect ({status}); use the URL it points to")
     return Answer(status, text)
 
 
