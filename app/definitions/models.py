@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -646,7 +647,7 @@ def validate_apprise_url(value: str) -> str:
         userinfo = rest.split("/", 1)[0].rpartition("@")[0]
         password = userinfo.partition(":")[2]
         if password:
-            _secret_placeholder(password, "url")
+            _secret_placeholder(password, "the password in this URL")
     elif not PLACEHOLDER_RE.search(value):
         raise ValueError(
             f"a {scheme}:// URL holds the service's token: write the secret part as a "
@@ -683,6 +684,26 @@ class Channel(Strict):
             check_placeholders(item)
         return value
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The URL's rules by type (here, not in ``_by_type``, so that an error names it)."""
+        kind = info.data.get("type")
+        if value is None or kind is None or kind == "email":
+            return value  # an email channel's url is refused by _by_type
+        if kind == "apprise":
+            return validate_apprise_url(value)
+        validate_url(value)
+        # A Teams webhook's URL is its credential (the sig= of a Workflows URL). Webhook
+        # and Slack URLs stored in clear stay accepted: they were before placeholders.
+        if kind == "teams" and not PLACEHOLDER_RE.search(value):
+            raise ValueError(
+                "a Teams webhook URL is a secret: write it, or its secret part, as a "
+                "{{NAME}} placeholder (its value comes from SYNMON_VAR_NAME when a "
+                "notification is sent, and is never stored)"
+            )
+        return value
+
     @field_validator("routing_key", "api_key")
     @classmethod
     def _secret(cls, value: str | None) -> str | None:
@@ -712,36 +733,18 @@ class Channel(Strict):
                 raise ValueError(f"{article} {self.type} channel takes no {name!r}")
         if self.priority and "priority" not in allowed:
             raise ValueError(f"{article} {self.type} channel takes no 'priority'")
-        if self.type in ("webhook", "slack", "teams"):
-            if not self.url:
-                raise ValueError(f"a {self.type} channel needs a url")
-            validate_url(self.url)
-            # A Teams webhook's URL is its credential (the sig= of a Workflows URL). Webhook
-            # and Slack URLs stored in clear stay accepted: they were before placeholders.
-            if self.type == "teams" and not PLACEHOLDER_RE.search(self.url):
-                raise ValueError(
-                    "a Teams webhook URL is a secret: write it, or its secret part, as a "
-                    "{{NAME}} placeholder (its value comes from SYNMON_VAR_NAME when a "
-                    "notification is sent, and is never stored)"
-                )
-        elif self.type == "apprise":
-            if not self.url:
-                raise ValueError("an apprise channel needs a url, such as discord://...")
-            validate_apprise_url(self.url)
-        elif self.type == "pagerduty":
-            if not self.routing_key:
-                raise ValueError("a pagerduty channel needs 'routing_key', a {{NAME}} placeholder")
-            if self.url:
-                validate_url(self.url)
-        elif self.type == "opsgenie":
-            if not self.api_key:
-                raise ValueError("an opsgenie channel needs 'api_key', a {{NAME}} placeholder")
-            if self.url:
-                validate_url(self.url)
-        else:
-            if not self.to:
-                raise ValueError("an email channel needs 'to': a list of addresses")
-            for address in self.to:
-                if not re.fullmatch(r"[^@\s]+@[^@\s]+", address) or control_character(address):
-                    raise ValueError(f"{address!r} is not an email address")
+        if self.type in ("webhook", "slack", "teams", "apprise") and not self.url:
+            example = ", such as discord://..." if self.type == "apprise" else ""
+            raise ValueError(f"{article} {self.type} channel needs a url{example}")
+        if self.type == "pagerduty" and not self.routing_key:
+            raise ValueError("a pagerduty channel needs 'routing_key', a {{NAME}} placeholder")
+        if self.type == "opsgenie" and not self.api_key:
+            raise ValueError("an opsgenie channel needs 'api_key', a {{NAME}} placeholder")
+        if self.type != "email":
+            return self
+        if not self.to:
+            raise ValueError("an email channel needs 'to': a list of addresses")
+        for address in self.to:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+", address) or control_character(address):
+                raise ValueError(f"{address!r} is not an email address")
         return self
