@@ -179,7 +179,7 @@ def test_partitions_ahead_default_and_moved_rows(postgres_url: str) -> None:
         parent = connection.execute(
             text("SELECT count(*) FROM pg_indexes WHERE tablename = 'runs'")
         ).scalar()
-    assert indexes == parent == 5
+    assert indexes == parent == 6
 
 
 def test_expired_partitions_are_dropped_whole_with_their_artifacts(

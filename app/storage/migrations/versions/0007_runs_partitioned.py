@@ -21,9 +21,10 @@ table cannot have that unique key (every unique key must hold the partition key)
   every range (a worker's clock far ahead, a maintenance pass that did not run), and
   maintenance moves such rows into the partition it creates for them.
 
-Nothing here holds a long lock on a large table: the unique index on the legacy table is
-built CONCURRENTLY, its range CHECK is added NOT VALID (an instant's ACCESS EXCLUSIVE)
-and validated under SHARE UPDATE EXCLUSIVE (writes go on), and ATTACH PARTITION then
+Nothing here holds a long lock on a large table: the unique index and the partial index of
+the runs with artifacts are built on the legacy table CONCURRENTLY, its range CHECK is
+added NOT VALID (an instant's ACCESS EXCLUSIVE) and validated under SHARE UPDATE
+EXCLUSIVE (writes go on), and ATTACH PARTITION then
 skips its scan because the valid CHECK proves the range; the attach itself takes ACCESS
 EXCLUSIVE on ``check_runs`` for milliseconds, waiting at most ``lock_timeout`` for it.
 A migration that times out there can simply be run again: each step is idempotent.
@@ -67,6 +68,11 @@ INDEXES = {
     "ix_runs_scheduled": ("scheduled_at",),
 }
 KEY = "uq_runs_run_id_scheduled_at"
+# The runs that name artifacts, few of all (failed browser runs with screenshots): what
+# retention reads before it drops a partition, instead of all of it.
+WITH_ARTIFACTS = "ix_runs_artifacts"
+LEGACY_WITH_ARTIFACTS = "ix_check_runs_artifacts"
+ARTIFACTS_PREDICATE = "artifacts <> '[]'::jsonb"
 COLUMNS = (
     "id, run_id, check_id, location, kind, status, attempt, deliveries, root_run_id, final, "
     "scheduled_at, started_at, finished_at, duration_ms, timings, assertions, error, "
@@ -109,6 +115,17 @@ def upgrade() -> None:
             f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {LEGACY_KEY} "
             f"ON {LEGACY} (run_id, scheduled_at)"
         )
+        invalid = _scalar(
+            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = :name AND NOT i.indisvalid",
+            name=LEGACY_WITH_ARTIFACTS,
+        )
+        if invalid:
+            op.execute(f"DROP INDEX CONCURRENTLY {LEGACY_WITH_ARTIFACTS}")
+        op.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {LEGACY_WITH_ARTIFACTS} "
+            f"ON {LEGACY} (scheduled_at) WHERE {ARTIFACTS_PREDICATE}"
+        )
         op.execute(f"ALTER TABLE {LEGACY} DROP CONSTRAINT IF EXISTS {LEGACY_RANGE}")
         op.execute(
             f"ALTER TABLE {LEGACY} ADD CONSTRAINT {LEGACY_RANGE} "
@@ -125,6 +142,9 @@ def upgrade() -> None:
     op.execute(f"CREATE UNIQUE INDEX {KEY} ON {PARENT} (run_id, scheduled_at)")
     for name, columns in INDEXES.items():
         op.execute(f"CREATE INDEX {name} ON {PARENT} ({', '.join(columns)})")
+    op.execute(
+        f"CREATE INDEX {WITH_ARTIFACTS} ON {PARENT} (scheduled_at) WHERE {ARTIFACTS_PREDICATE}"
+    )
     # The sequence must outlive the legacy table, which retention drops one day.
     sequence = _scalar("SELECT pg_get_serial_sequence(:t, 'id')", t=LEGACY)
     op.execute(f"ALTER SEQUENCE {sequence} OWNED BY {PARENT}.id")
@@ -150,6 +170,7 @@ def downgrade() -> None:
     op.execute(f"ALTER SEQUENCE {sequence} OWNED BY {LEGACY}.id")
     op.execute(f"DROP TABLE {PARENT}")
     op.execute(f"DROP INDEX IF EXISTS {LEGACY_KEY}")
+    op.execute(f"DROP INDEX IF EXISTS {LEGACY_WITH_ARTIFACTS}")
 
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -196,6 +217,9 @@ def _sqlite_upgrade() -> None:
     op.create_index(KEY, PARENT, ["run_id", "scheduled_at"], unique=True)
     for name, columns in INDEXES.items():
         op.create_index(name, PARENT, list(columns))
+    op.create_index(
+        WITH_ARTIFACTS, PARENT, ["scheduled_at"], sqlite_where=sa.text("artifacts != '[]'")
+    )
 
 
 def _sqlite_downgrade() -> None:
