@@ -6,14 +6,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 import yaml
 from fastapi.testclient import TestClient
 
 from app.definitions.loader import load_text
 from app.pipeline.sync import sync
+from app.storage.accounts import UserRow
 from app.storage.db import sessions
-from app.web.accounts import add_user, create_token
+from app.web.accounts import create_token, hash_password
 from app.web.app import create_app
 from config.settings import Settings
 from tests.support.settings import make_settings
@@ -68,6 +70,12 @@ def make_site(database_url: str, **env: str) -> Site:
     site = Site(settings, lambda: b"synmon_up 1\n")
     with sessions(database_url).begin() as session:
         for role in ("viewer", "editor", "admin"):
-            add_user(session, role, PASSWORD, role)
+            # One argon2 hash for every test's users: hashing is slow on purpose.
+            session.add(UserRow(name=role, password_hash=password_hash(), role=role))
             site.tokens[role] = create_token(session, f"{role}-token", role)
     return site
+
+
+@cache
+def password_hash() -> str:
+    return hash_password(PASSWORD)
