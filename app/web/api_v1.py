@@ -12,17 +12,25 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from app.storage.models import CheckRow, CheckRunRow
 from app.web import documents
 from app.web.accounts import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    AccountError,
     Principal,
+    add_user,
+    create_token,
     list_tokens,
     list_users,
     pause_check,
+    remove_user,
     resume_check,
+    revoke_token,
 )
 from app.web.auth import allowed
 from app.web.documents import BadParameter, CheckFilter, check_documents
@@ -33,6 +41,7 @@ if TYPE_CHECKING:
 CHECK_ID = r"^[A-Za-z0-9_.-]{1,64}$"
 LOCATION = r"^[A-Za-z0-9_.-]{1,40}$"
 CURSOR = r"^\d{1,20}\.\d{1,20}$"
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 State = Literal["passing", "degraded", "failing", "unknown"]
 RunStatus = Literal["passed", "degraded", "failed"]
 
@@ -97,6 +106,23 @@ class UserDoc(BaseModel):
     role: str
     created_at: datetime
     locked_until: datetime | None
+
+
+class NewUser(BaseModel):
+    name: str = Field(pattern=NAME)
+    role: Literal["viewer", "editor", "admin"]
+    password: str = Field(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)
+
+
+class NewToken(BaseModel):
+    name: str = Field(pattern=NAME)
+    role: Literal["viewer", "editor", "admin"]
+
+
+class NewTokenDoc(BaseModel):
+    name: str
+    role: str
+    token: str
 
 
 class TokenDoc(BaseModel):
@@ -276,14 +302,69 @@ def api_v1(web: Web) -> APIRouter:
     ) -> dict[str, Any]:
         return set_paused(check_id, False, principal)
 
+    @router.get("/reports", tags=["reports"])
+    def reports(
+        since: str = Query("7d", max_length=32, description="a duration: 24h, 7d, 30d"),
+        by: Literal["check", "location"] = Query("check"),
+        check_id: Annotated[str | None, Query(pattern=CHECK_ID)] = None,
+        principal: Principal = viewer,
+    ) -> dict[str, Any]:
+        """Runs, uptime and p50/p95/p99 per check or location (as ``synmon report``)."""
+        from app.ops.report import report
+
+        window = datetime.now(UTC) - documents.parse_since(since, parameter="since")
+        with web.sessions() as session:
+            return report(session, window, by, check_id).as_dict()
+
     @router.get("/users", response_model=list[UserDoc], tags=["accounts"])
     def users(principal: Principal = admin) -> list[Any]:
         with web.sessions() as session:
             return list_users(session)
 
+    @router.post("/users", response_model=UserDoc, status_code=201, tags=["accounts"])
+    def add(body: NewUser, principal: Principal = admin) -> Any:
+        try:
+            with web.sessions.begin() as session:
+                user = add_user(session, body.name, body.password, body.role)
+                return UserDoc.model_validate(user)
+        except AccountError as exc:
+            raise HTTPException(409 if "exists" in str(exc) else 400, str(exc)) from None
+
+    @router.delete("/users/{name}", status_code=204, responses=WITH_404, tags=["accounts"])
+    def remove(name: str = Path(pattern=NAME), principal: Principal = admin) -> Response:
+        with web.sessions.begin() as session:
+            admins = [u.name for u in list_users(session) if u.role == "admin"]
+            if admins == [name]:
+                # Over the API only: the CLI, run where the database is, can start again.
+                raise HTTPException(409, "the last admin stays: add another admin first")
+            try:
+                remove_user(session, name)
+            except AccountError as exc:
+                raise HTTPException(404, str(exc)) from None
+        return Response(status_code=204)
+
     @router.get("/tokens", response_model=list[TokenDoc], tags=["accounts"])
     def tokens(principal: Principal = admin) -> list[Any]:
         with web.sessions() as session:
             return list_tokens(session)
+
+    @router.post("/tokens", response_model=NewTokenDoc, status_code=201, tags=["accounts"])
+    def create(body: NewToken, principal: Principal = admin) -> dict[str, Any]:
+        """A new token, shown in this answer only (stored hashed)."""
+        try:
+            with web.sessions.begin() as session:
+                value = create_token(session, body.name, body.role)
+        except AccountError as exc:
+            raise HTTPException(409 if "exists" in str(exc) else 400, str(exc)) from None
+        return {"name": body.name, "role": body.role, "token": value}
+
+    @router.delete("/tokens/{name}", status_code=204, responses=WITH_404, tags=["accounts"])
+    def revoke(name: str = Path(pattern=NAME), principal: Principal = admin) -> Response:
+        try:
+            with web.sessions.begin() as session:
+                revoke_token(session, name)
+        except AccountError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return Response(status_code=204)
 
     return router

@@ -203,3 +203,64 @@ def test_trigger_sends_a_run_request_per_location(database_url: str) -> None:
             )["Attributes"]
             counts[location] = int(attributes["ApproximateNumberOfMessages"])
         assert counts == {"eu-west-1": 1, "us-east-1": 2}
+
+
+def test_admins_manage_users_and_tokens_over_the_api(site: Site) -> None:
+    admin = site.with_token("admin")
+    made = admin.post("/api/v1/users", json={"name": "dan", "role": "viewer", "password": "x" * 12})
+    assert made.status_code == 201 and made.json()["name"] == "dan"
+    assert "password" not in made.text
+    again = admin.post(
+        "/api/v1/users", json={"name": "dan", "role": "viewer", "password": "y" * 12}
+    )
+    assert again.status_code == 409
+    bad = admin.post("/api/v1/users", json={"name": "d an", "role": "root", "password": "short"})
+    assert bad.status_code == 400
+    assert {"name", "role", "password"} <= {
+        part.split(":")[0] for part in bad.json()["error"].split("; ")
+    }
+    assert (
+        site.with_token("editor")
+        .post("/api/v1/users", json={"name": "eve", "role": "admin", "password": "x" * 12})
+        .status_code
+        == 403
+    )
+
+    token = admin.post("/api/v1/tokens", json={"name": "deploy", "role": "editor"})
+    assert token.status_code == 201
+    value = token.json()["token"]
+    deploy = site.client()
+    deploy.headers["Authorization"] = f"Bearer {value}"
+    assert deploy.post("/api/v1/checks/api-eu/pause").status_code == 200
+    assert value not in admin.get("/api/v1/tokens").text
+    assert admin.delete("/api/v1/tokens/deploy").status_code == 204
+    assert deploy.get("/api/v1/checks").status_code == 401
+    assert admin.delete("/api/v1/tokens/deploy").status_code == 404
+
+    assert admin.delete("/api/v1/users/dan").status_code == 204
+    assert admin.delete("/api/v1/users/dan").status_code == 404
+    # The last admin cannot be removed over the API.
+    assert admin.delete("/api/v1/users/admin").status_code == 409
+
+
+def test_reports_come_from_the_rollups(site: Site) -> None:
+    from app.pipeline.check_cache import CheckCache
+    from app.pipeline.ingest import store_results
+    from tests.support.results import run_result
+
+    with sessions(site.settings.database_url).begin() as session:
+        store_results(
+            session,
+            [run_result(check_id="api-eu", location="eu-west-1", status=s)
+             for s in ("passed", "failed")],
+            site.settings,
+            CheckCache(),
+        )  # fmt: skip
+    client = site.with_token("viewer")
+    document = client.get("/api/v1/reports?since=24h").json()
+    (line,) = [line for line in document["lines"] if line["key"] == "api-eu"]
+    assert line["runs"] == 2 and line["uptime_pct"] == 50.0
+    by_location = client.get("/api/v1/reports?since=24h&by=location").json()
+    assert [line["key"] for line in by_location["lines"]] == ["eu-west-1"]
+    assert client.get("/api/v1/reports?by=region").status_code == 400
+    assert client.get("/api/v1/reports?since=1e9d").json()["error"].startswith("since: ")
