@@ -26,10 +26,13 @@ holds the exact value.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -78,6 +81,28 @@ INCIDENTS = table_of(IncidentRow)
 _SUMMED = VALUES[:-2]
 
 
+def percentiles(totals: Totals, fractions: Sequence[float]) -> list[float | None]:
+    """``totals.percentile`` of each of ``fractions``, found by bisecting the running
+    counts of the histogram (a report of 10,000 checks spent most of its Python time
+    walking the buckets three times each)."""
+    runs = totals.runs
+    if not runs:
+        return [None] * len(fractions)
+    running = list(accumulate(totals.histogram))
+    found: list[float | None] = []
+    for fraction in fractions:
+        rank = max(1.0, fraction * runs)
+        # The first bucket whose running count reaches the rank: it holds runs.
+        index = bisect_left(running, rank)
+        seen = running[index - 1] if index else 0
+        low = LATENCY_BOUNDS_MS[index - 1] if index else 0.0
+        high = LATENCY_BOUNDS_MS[index] if index < len(LATENCY_BOUNDS_MS) else math.inf
+        low = max(low, totals.duration_min_ms)
+        high = min(high, totals.duration_max_ms)
+        found.append(low + (high - low) * (rank - seen) / (running[index] - seen))
+    return found
+
+
 @dataclass(frozen=True)
 class Line:
     """One check's or one location's numbers over the report's window."""
@@ -99,7 +124,7 @@ class Line:
         def rounded(value: float | None, digits: int) -> float | None:
             return None if value is None else round(value, digits)
 
-        p50, p95, p99 = (rounded(totals.percentile(f), 1) for f in (0.5, 0.95, 0.99))
+        p50, p95, p99 = (rounded(value, 1) for value in percentiles(totals, (0.5, 0.95, 0.99)))
         return cls(
             key,
             totals.runs,
@@ -385,8 +410,12 @@ def report(
     by: GroupBy = "check",
     check_id: str | None = None,
     now: datetime | None = None,
+    *,
+    current_from_runs: bool = True,
 ) -> Report:
-    start, end, found = totals(session, since, by, check_id, now)
+    start, end, found = totals(
+        session, since, by, check_id, now, current_from_runs=current_from_runs
+    )
     incidents = incident_counts(session, start, end, by, check_id)
     keys = sorted(set(found) | set(incidents))
     return Report(

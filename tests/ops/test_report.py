@@ -3,6 +3,7 @@ each number recounted here from the results stored."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from app.execution.runs import RunResult
 from app.ops.report import (
     chart,
     incident_counts,
+    percentiles,
     report,
     spans,
     totals,
@@ -23,6 +25,7 @@ from app.ops.report import (
 from app.ops.stats import percentile
 from app.pipeline.rollups import (
     VALUES,
+    Totals,
     bucket_of,
     day_start,
     hour_start,
@@ -288,3 +291,14 @@ def test_whole_days_come_from_the_daily_rollup_and_the_edge_hours_from_the_hourl
     assert parts[1] == ("check_rollups_daily", late.replace(hour=0) + timedelta(days=1), 1)
     assert [s.table.name for s in spans(NOW - timedelta(hours=3), NOW)] == ["check_rollups_hourly"]
     assert list(spans(NOW, NOW)) == []  # the current hour: runs alone
+
+
+def test_percentiles_in_one_pass_equal_those_read_one_at_a_time() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        found = Totals()
+        for _ in range(rng.choice([1, 2, 5, 50, 400])):
+            found.add_run("passed", rng.lognormvariate(rng.uniform(2, 9), rng.uniform(0.1, 2)))
+        fractions = (0.5, 0.95, 0.99)
+        assert percentiles(found, fractions) == [found.percentile(f) for f in fractions]
+    assert percentiles(Totals(), (0.5,)) == [None]
