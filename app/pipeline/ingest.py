@@ -82,9 +82,21 @@ def _length(column: str) -> int:
 CLIPPED = {name: _length(name) for name in clipped_fields()}
 
 
+_FIELD_NAMES: dict[type[RunResult], tuple[str, ...]] = {}
+
+
+def _field_names(kind: type[RunResult]) -> tuple[str, ...]:
+    # Looked up once per class: dataclasses.fields() for each result was half of run_row.
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(kind))
+    return names
+
+
 def run_row(result: RunResult, final: bool, now: datetime) -> dict[str, Any]:
-    """The row of ``check_runs`` that stores ``result``: a column for each of its fields."""
-    row = {f.name: getattr(result, f.name) for f in fields(result)}
+    """The row of ``runs`` that stores ``result``: a column for each of its fields."""
+    values = vars(result)
+    row = {name: values[name] for name in _field_names(type(result))}
     for name, length in CLIPPED.items():
         row[name] = row[name][:length]
     # A row always names its root, so that all attempts of a run share one value to query.

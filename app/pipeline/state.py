@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 
@@ -38,7 +38,11 @@ class StateRow:
     """What both kinds of state share: a copy to try a result on, and the row to write."""
 
     def copy(self) -> Self:
-        return replace(self)  # type: ignore[type-var]
+        # A shallow copy, as dataclasses.replace makes, without its trip through
+        # __init__ (a tenth of ingest's own time).
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
 
     def as_row(self, updated_at: datetime) -> dict[str, Any]:
         return {**vars(self), "updated_at": updated_at}
