@@ -45,6 +45,7 @@ from app.pipeline.dispatch import run_request_message, time_limits
 from app.pipeline.queues import queue_name
 from app.pipeline.sqs import celery_task_body, client, connection_pool_size
 from app.pipeline.wire import run_request_json
+from bench import slow_target
 from bench.common import Figure, Size, WrongResult
 from bench.memory import Peak, tree_rss
 from config.settings import Settings, load_settings
@@ -71,19 +72,7 @@ GOAL_RSS_MIB = 400.0
 LOCATION = "eu-west-1"
 READERS = 4  # threads reading a results queue: more than enough to keep it empty
 GRACE = 2.0  # seconds to wait for a doubled result after the last one expected
-
-
-@contextmanager
-def slow_target() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.slow_target"], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        yield f"http://127.0.0.1:{int(process.stdout.readline())}/slow"
-    finally:
-        process.kill()
-        process.wait()
+TUNABLE = ("SYNMON_HTTP_POOL", "SYNMON_HTTP_CONCURRENCY")
 
 
 @contextmanager
@@ -412,7 +401,7 @@ def echo_path(stack: ExitStack, settings: Settings, moto: MotoServer, concurrenc
             "bench.echo_celery",
             "worker",
             "-P",
-            "threads",
+            settings.http_pool,
             "-c",
             str(concurrency),
             "-O",
@@ -469,6 +458,7 @@ def figures_for(
     echo: Measured,
     bare: float,
     size: Size,
+    pool: str = "threads",
 ) -> list[Figure]:
     bound_name, bound = (
         ("moto's ceiling (plain Celery echo worker)", echo.rate)
@@ -480,7 +470,7 @@ def figures_for(
     return [
         Figure(
             "capacity",
-            f"checks/s, 1 worker, target {label}, {count} runs",
+            f"checks/s, 1 worker ({pool}, -c {concurrency}), target {label}, {count} runs",
             "checks/s",
             synmon.rate,
             bound,
@@ -503,7 +493,7 @@ def figures_for(
             "MiB",
             synmon.peak_mib,
             echo.peak_mib,
-            f"plain Celery echo worker, threads pool of {concurrency}",
+            f"plain Celery echo worker, {pool} pool of {concurrency}",
             better="lower",
             goal=f"<= {GOAL_RSS_MIB:.0f} MiB",
             met=synmon.peak_mib <= GOAL_RSS_MIB if size == "full" else None,
@@ -517,7 +507,7 @@ def run(size: Size) -> list[Figure]:
     moto_log = folder / "moto.log"
     figures: list[Figure] = []
     with ExitStack() as stack:
-        url = stack.enter_context(slow_target())
+        url = stack.enter_context(slow_target.running())
         moto = stack.enter_context(logged_moto(moto_log))
         port = url.split(":")[2].split("/", maxsplit=1)[0]
         env = {
@@ -526,9 +516,9 @@ def run(size: Size) -> list[Figure]:
             "SYNMON_LOCATIONS": LOCATION,
             "SYNMON_DATA_DIR": str(folder),
             "SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}",
-            # The pool this benchmark is about (not the default, which is prefork).
-            "SYNMON_HTTP_POOL": "threads",
-            "SYNMON_HTTP_CONCURRENCY": "100",
+            # The worker's defaults, unless the environment says otherwise (to compare
+            # another pool or concurrency: SYNMON_HTTP_CONCURRENCY=200 python -m bench capacity).
+            **{k: os.environ[k] for k in TUNABLE if k in os.environ},
         }
         settings = load_settings(env)
         concurrency = settings.http_concurrency
@@ -551,7 +541,11 @@ def run(size: Size) -> list[Figure]:
                     runs = runs_for(target, share)
                     rounds[route.name].append(measure(route, runs, moto, moto_log, timeout, window))
             echoed, measured = (sum(rounds[r.name][1:], rounds[r.name][0]) for r in (echo, synmon))
-            figures.extend(figures_for(delay, count, concurrency, measured, echoed, bare, size))
+            figures.extend(
+                figures_for(
+                    delay, count, concurrency, measured, echoed, bare, size, settings.http_pool
+                )
+            )
         figures[1].notes.append(f"the same worker idle, after its warm-up: {idle:,.1f} MiB")
         time.sleep(GRACE)  # for a doubled result to arrive
         figures[0].notes.append(

@@ -1,6 +1,10 @@
-"""Memory: peak resident set of an idle and a busy HTTP worker (main process and pool),
-and of a browser worker with its Chromium, next to a bare Celery worker with a no-op
-task and the same pool, and a bare Chromium with one page."""
+"""Memory: peak resident set of an idle and a busy HTTP worker with its defaults (the
+threads pool, SYNMON_HTTP_CONCURRENCY checks in flight; main process and any pool
+processes), and of a browser worker with its Chromium, next to a bare Celery worker with
+a no-op task and the same pool and concurrency, and a bare Chromium with one page.
+
+Busy means every slot of the HTTP worker holds a check (at the full size): its runs go
+to a target that answers after a second, three times as many as it has slots."""
 
 from __future__ import annotations
 
@@ -21,9 +25,9 @@ from app.execution.runs import RunRequest
 from app.ops.health import READY
 from app.pipeline.dispatch import run_request_message
 from app.pipeline.sqs import BatchSender, client
+from bench import slow_target
 from bench.browser import launch_options, wait_for_bench_chromium_to_exit
 from bench.common import Figure, Size, WrongResult
-from bench.http_executor import target
 from config.settings import load_settings
 from tests.support.pages import PageServer
 from tests.support.pipeline import http_check, running_pipeline
@@ -31,7 +35,9 @@ from tests.support.plain_worker import start_plain_worker
 from tests.support.processes import kill_group, moto_server, wait_until
 from tests.support.servers import serving
 
-SIZES = {"tiny": 20, "full": 300}
+# Runs of the busy HTTP worker, in multiples of its concurrency (at least 20).
+SIZES = {"tiny": 0.2, "full": 3.0}
+BUSY_DELAY = 1.0  # seconds the target takes to answer a busy worker's check
 MIB = 2**20
 
 
@@ -85,14 +91,18 @@ def worker_pid(pipeline: object, prefix: str) -> int:
     raise LookupError(prefix)
 
 
-def http_worker(count: int) -> tuple[float, float]:
-    with target() as url:
+def http_worker(size: float) -> tuple[float, float, int]:
+    """(idle, busy peak) MiB of an HTTP worker with its default pool and concurrency, and
+    how many runs it had."""
+    concurrency = load_settings({}).http_concurrency
+    count = max(20, int(size * concurrency))
+    with slow_target.running() as url:
         port = url.split(":")[2].split("/", maxsplit=1)[0]
         folder = Path(tempfile.mkdtemp(prefix="synmon-bench-"))
         with running_pipeline(
             folder,
             {"SYNMON_ALLOWED_TARGETS": f"127.0.0.1:{port}", "SYNMON_LOG_LEVEL": "WARNING"},
-            [("eu-west-1", "http", 4)],
+            [("eu-west-1", "http", concurrency)],
             beat=False,
         ) as pipeline:
             pid = worker_pid(pipeline, "worker")
@@ -100,7 +110,7 @@ def http_worker(count: int) -> tuple[float, float]:
             wait_until(lambda: consuming(folder), 60, 0.2, "the HTTP worker consuming")
             time.sleep(3)
             idle = tree_rss(pid)
-            pipeline.sync({"checks": [http_check("m", url)]})
+            pipeline.sync({"checks": [http_check("m", f"{url}?delay={BUSY_DELAY:g}")]})
             definition = pipeline.definition("m")
             requests = [
                 RunRequest(uuid.uuid4(), definition, "eu-west-1", datetime.now(UTC))
@@ -113,20 +123,40 @@ def http_worker(count: int) -> tuple[float, float]:
                 wait_until(
                     lambda: len(pipeline.rows(check_id="m")) >= count, 170, 0.2, "busy worker done"
                 )
-            if len(pipeline.rows(check_id="m")) != count:
+            rows = pipeline.rows(check_id="m")
+            if len(rows) != count or len({r.run_id for r in rows}) != count:
                 raise WrongResult("the busy worker's runs were not all stored once")
-            return idle, peak.peak
+            if any(r.status != "passed" for r in rows):
+                raise WrongResult("a busy worker's run failed")
+            return idle, peak.peak, count
+
+
+def settled(pid: int, at_least: float = 3.0, timeout: float = 60.0) -> float:
+    """A process tree's RSS once it stops growing (a threads pool has no children to wait
+    for: its threads start as they are needed)."""
+    time.sleep(at_least)
+    deadline = time.monotonic() + timeout
+    before = tree_rss(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = tree_rss(pid)
+        if abs(now - before) <= 0.01 * before:
+            return now
+        before = now
+    return before
 
 
 def bare_celery_worker() -> float:
+    settings = load_settings({})
+    pool, concurrency = settings.http_pool, settings.http_concurrency
     with moto_server() as moto:
         settings = load_settings({"SYNMON_SQS_ENDPOINT": moto.endpoint})
         url = client(settings).create_queue(QueueName="trivial")["QueueUrl"]
-        worker = start_plain_worker(moto.port, "trivial", url, "-c", "4")
+        worker = start_plain_worker(moto.port, "trivial", url, "-P", pool, "-c", str(concurrency))
         try:
-            wait_until(lambda: len(psutil.Process(worker.pid).children()) == 4, 60)
-            time.sleep(3)
-            return tree_rss(worker.pid)
+            if pool == "prefork":
+                wait_until(lambda: len(psutil.Process(worker.pid).children()) == concurrency, 120)
+            return settled(worker.pid)
         finally:
             kill_group(worker)
 
@@ -191,31 +221,36 @@ def bare_chromium() -> float:
 
 
 def run(size: Size) -> list[Figure]:
-    idle, busy = http_worker(SIZES[size])
+    idle, busy, runs = http_worker(SIZES[size])
     bare = bare_celery_worker()
     browser = browser_worker()
     chromium = bare_chromium()
     notes = ["RSS summed over the process tree (shared pages count in each process)"]
-    pool = load_settings({}).http_pool
+    settings = load_settings({})
+    worker = f"{settings.http_pool}, -c {settings.http_concurrency}"
     figures = [
         Figure(
             "memory",
-            f"HTTP worker, -c 4 ({pool}), idle",
+            f"HTTP worker, defaults ({worker}), idle",
             "MiB",
             idle,
             bare,
-            "bare Celery worker, no-op task, 4 processes (prefork), idle",
+            f"bare Celery worker, no-op task, {worker}, idle",
             better="lower",
             notes=notes,
         ),
         Figure(
             "memory",
-            f"HTTP worker, -c 4 ({pool}), busy (peak)",
+            f"HTTP worker, defaults ({worker}), busy (peak)",
             "MiB",
             busy,
             idle,
             "the same worker idle",
             better="lower",
+            notes=[
+                f"{runs} runs against a target answering after {BUSY_DELAY:g} s: "
+                f"{min(runs, settings.http_concurrency)} in flight at most"
+            ],
         ),
         Figure(
             "memory",

@@ -9,6 +9,11 @@ GIL: the benchmark measures the checker, and the target must not be what bounds 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 BODY = b"ok, slowly"
@@ -42,6 +47,23 @@ async def serve() -> None:
 
 def main() -> None:
     asyncio.run(serve())
+
+
+@contextmanager
+def running() -> Iterator[str]:
+    """This target in a process of its own; its ``/slow`` URL (add ``?delay=SECONDS``)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.slow_target"],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield f"http://127.0.0.1:{int(process.stdout.readline())}/slow"
+    finally:
+        process.kill()
+        process.wait()
 
 
 if __name__ == "__main__":
