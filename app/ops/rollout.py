@@ -188,11 +188,14 @@ def start_worker(
     location: str,
     kind: Kind,
     name: str,
-    concurrency: int,
+    concurrency: int | None,
     environment: Mapping[str, str],
 ) -> int:
+    """A new worker; ``concurrency`` None leaves it the default of its release's settings
+    (``SYNMON_HTTP_CONCURRENCY``, ``SYNMON_BROWSER_CONCURRENCY``)."""
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    slots = [] if concurrency is None else ["-c", str(concurrency)]
     with open(logs / f"{name.split('@', maxsplit=1)[0]}.log", "ab") as output:
         process = subprocess.Popen(
             [
@@ -204,8 +207,7 @@ def start_worker(
                 location,
                 "-k",
                 kind,
-                "-c",
-                str(concurrency),
+                *slots,
                 "--name",
                 name,
             ],
@@ -262,12 +264,12 @@ def rollout(
     count: int,
     old_pids: Sequence[int],
     environment: Mapping[str, str],
-    concurrency: int = 1,
+    concurrency: int | None = None,
     progress: Callable[[str], None] = print,
 ) -> Report:
     if count < 1:
         raise RolloutError(f"--count must be at least 1 (got {count}): a rollout starts workers")
-    if concurrency < 1:
+    if concurrency is not None and concurrency < 1:
         raise RolloutError(f"--concurrency must be at least 1 (got {concurrency})")
     # Before anything starts: a PID that is not an old worker stops the rollout here.
     old = old_workers(settings, location, kind, old_pids)
