@@ -270,6 +270,10 @@ def create_app(
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
+        for name, value in request.query_params.multi_items():
+            # Postgres refuses NUL in any text; no parameter has a use for one.
+            if "\x00" in name or "\x00" in value:
+                return error_document(400, f"{name[:40].strip(chr(0))}: contains a NUL character")
         response: Response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")

@@ -6,6 +6,7 @@ read the same documents.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from config.settings import Settings
 MAX_WINDOW = timedelta(days=3660)
 MAX_LIMIT = 1000
 STATES = ("passing", "degraded", "failing", "unknown")
+DAYS = re.compile(r"(\d{1,6})d")
 
 
 def _columns(names: set[str]) -> tuple[str, ...]:
@@ -62,10 +64,12 @@ def parse_since(raw: str | None, default: str = "1h", parameter: str = "since") 
     text = default if raw is None else raw
     if len(text) > 32:
         raise BadParameter(parameter, "a duration such as 10m, 24h or 7d")
+    days = DAYS.fullmatch(text)
     try:
-        seconds = parse_duration(text)
+        # Days too, as windows of history are told (7d, 30d, 90d).
+        seconds = int(days.group(1)) * 86400.0 if days else parse_duration(text)
     except ValueError as exc:
-        raise BadParameter(parameter, str(exc)) from None
+        raise BadParameter(parameter, f"{exc}, or days as 7d") from None
     if seconds > MAX_WINDOW.total_seconds():
         raise BadParameter(parameter, f"at most {MAX_WINDOW.days} days")
     return datetime.now(UTC) - timedelta(seconds=seconds)

@@ -260,6 +260,9 @@ def test_reports_come_from_the_rollups(site: Site) -> None:
     document = client.get("/api/v1/reports?since=24h").json()
     (line,) = [line for line in document["lines"] if line["key"] == "api-eu"]
     assert line["runs"] == 2 and line["uptime_pct"] == 50.0
+    week = client.get("/api/v1/reports").json()  # 7 days by default
+    assert [line["runs"] for line in week["lines"] if line["key"] == "api-eu"] == [2]
+    assert client.get("/api/v1/runs?since=30d").status_code == 200
     by_location = client.get("/api/v1/reports?since=24h&by=location").json()
     assert [line["key"] for line in by_location["lines"]] == ["eu-west-1"]
     assert client.get("/api/v1/reports?by=region").status_code == 400
