@@ -43,7 +43,7 @@ class SynmonSQSChannel(SQSChannel):
 
     @property
     def receives_in_flight(self) -> int:
-        """Receives sent and not answered yet (an answer that failed counts as one)."""
+        """Receives sent and not answered yet (one whose answer failed counts as answered)."""
         self._forget_answered()
         return len(self._receives)
 
