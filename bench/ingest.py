@@ -281,8 +281,9 @@ def storage_rates(
     failed: Counter[str] = Counter()
     for round_ in range(rounds):
         for mode in ("on", "off"):
-            # Each round an hour on, as a fleet's next results would be.
-            start = since + timedelta(hours=2 * round_ + (mode == "off"))
+            # Each round a minute on, as a fleet's next results would be: within one
+            # hour, so that rollup rows are updated as in a fleet, not only inserted.
+            start = since + timedelta(minutes=2 * round_ + (mode == "off"))
             part = results(size, start)
             if mode == "on":
                 seconds[mode] += _timed_store(database_url, settings, cache, part)

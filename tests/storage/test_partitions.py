@@ -255,3 +255,22 @@ def test_two_maintenance_passes_at_once_create_each_partition_once(postgres_url:
     # A gap of more than LATE_DAYS is not filled back to the bound: those days would only
     # ever receive results older than SQS keeps a message.
     assert days[0].lower == later - LATE_DAYS * DAY
+
+
+def test_rollup_pages_keep_room_for_updates(postgres_url: str) -> None:
+    """Each run updates its check's hourly and daily row: with room on the page the update
+    is HOT and stays off the indexes (what it saves is measured by bench/ingest.py; a
+    table this small has room on its pages whatever their fillfactor)."""
+    with engine_for(postgres_url).connect() as connection:
+        options = dict(
+            connection.execute(
+                text(
+                    "SELECT relname, reloptions FROM pg_class "
+                    "WHERE relname IN ('check_rollups_hourly', 'check_rollups_daily')"
+                )
+            ).all()
+        )
+    assert options == {
+        "check_rollups_hourly": ["fillfactor=50"],
+        "check_rollups_daily": ["fillfactor=50"],
+    }
