@@ -21,7 +21,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
 from app.ops.report import chart
-from app.storage.models import CheckRunRow
+from app.storage.incidents import IncidentRow
+from app.storage.models import CheckRunRow, NotificationRow
 from app.web import documents
 from app.web.accounts import Principal, pause_check, resume_check
 from app.web.auth import allowed
@@ -202,6 +203,22 @@ def pages(web: Web) -> APIRouter:
         check = check_or_404(check_id)
         with web.sessions() as session:
             days = uptime_days(session, check_id)
+            incidents = list(
+                session.scalars(
+                    select(IncidentRow)
+                    .where(IncidentRow.check_id == check_id)
+                    .order_by(IncidentRow.opened_at.desc())
+                    .limit(10)
+                )
+            )
+            notifications = list(
+                session.scalars(
+                    select(NotificationRow)
+                    .where(NotificationRow.check_id == check_id)
+                    .order_by(NotificationRow.id.desc())
+                    .limit(10)
+                )
+            )
         for day in days:
             day["level"] = bar_level(day["uptime"])
         return render(
@@ -212,6 +229,8 @@ def pages(web: Web) -> APIRouter:
                 "check": check,
                 "runs": recent_runs(check_id),
                 "days": days,
+                "incidents": incidents,
+                "notifications": notifications,
                 "window": window,
                 "windows": list(WINDOWS),
             },

@@ -180,3 +180,34 @@ def test_actions_show_for_editors_only_and_pause_from_the_page(site: Site) -> No
     assert ">Pause</button>" in editor.get("/checks/api").text
     assert editor.get("/checks/nope").status_code == 404
     assert editor.get("/runs/not-a-uuid").status_code == 400
+
+
+def test_the_check_page_lists_incidents_and_notifications(site: Site) -> None:
+    from app.storage.incidents import IncidentRow
+    from app.storage.models import NotificationRow
+
+    now = datetime.now(UTC)
+    with sessions(site.settings.database_url).begin() as session:
+        session.add(
+            IncidentRow(check_id="api", opened_at=now - timedelta(hours=2), opened_by_run=HTTP_RUN,
+                        locations=["eu-west-1"], closed_at=now - timedelta(hours=1),
+                        closed_by_run=uuid.UUID(int=100))
+        )  # fmt: skip
+        session.add(
+            IncidentRow(check_id="api", opened_at=now, opened_by_run=uuid.UUID(int=101),
+                        locations=["eu-west-1", "us-east-1"])
+        )  # fmt: skip
+        session.add(
+            NotificationRow(check_id="api", channel_id="ops-slack", event="failure",
+                            run_id=HTTP_RUN, payload={}, status="failed", attempts=3,
+                            last_error="HTTP 500 from <slack>")
+        )  # fmt: skip
+    page = site.as_role("viewer").get("/checks/api").text
+    incidents = page.split('<h2 id="incidents">', 1)[1].split('<h2 id="notifications">', 1)[0]
+    assert incidents.count("<tr><td>") == 2
+    assert "<strong>open</strong>" in incidents and "eu-west-1, us-east-1" in incidents
+    assert f'href="/runs/{HTTP_RUN}"' in incidents
+    notifications = page.split('<h2 id="notifications">', 1)[1]
+    assert "ops-slack" in notifications and "failed (3 attempts)" in notifications
+    assert "HTTP 500 from &lt;slack&gt;" in notifications
+    assert "No notification sent." in site.as_role("viewer").get("/checks/login").text
