@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -39,6 +40,7 @@ from config.settings import Settings, get_settings
 
 HERE = Path(__file__).parent
 LOGIN_CSRF_COOKIE = "synmon_login_csrf"
+SWAGGER_UI = "5.35.0"
 VIEWER = Depends(allowed("viewer"))
 PAGE_VIEWER = Depends(allowed("viewer", page=True))
 
@@ -262,9 +264,28 @@ def create_app(
         title="synmon",
         version="1",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        # The interactive docs are served below from the vendored Swagger UI: FastAPI's
+        # own page would load it from a CDN.
+        docs_url=None,
         redoc_url=None,
     )
+
+    @app.get("/api/v1/docs", include_in_schema=False)
+    def docs() -> Response:
+        page = get_swagger_ui_html(
+            openapi_url="/api/v1/openapi.json",
+            title="synmon API v1",
+            swagger_js_url=asset_url(f"vendor/swagger-ui-{SWAGGER_UI}-bundle.js"),
+            swagger_css_url=asset_url(f"vendor/swagger-ui-{SWAGGER_UI}.css"),
+            swagger_favicon_url=asset_url("favicon.svg"),
+        )
+        # Its page starts Swagger UI with an inline script: allowed here, and only here.
+        page.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+        )
+        return page
+
     app.state.web = web
     install_handlers(app, web)
 
@@ -278,14 +299,14 @@ def create_app(
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.url.path.startswith("/api/v1/docs"):
-            # No inline script anywhere: app.js holds the page logic. uPlot and htmx set
-            # styles from script, which style-src 'unsafe-inline' lets through.
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-                "frame-ancestors 'none'; form-action 'self'",
-            )
+        # No inline script anywhere (but the API docs, which set their own): app.js holds
+        # the page logic. uPlot and htmx set styles from script, which style-src
+        # 'unsafe-inline' lets through.
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "frame-ancestors 'none'; form-action 'self'",
+        )
         return response
 
     app.include_router(core_routes(web))

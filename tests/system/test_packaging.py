@@ -266,6 +266,8 @@ def test_the_wheel_holds_every_file_of_the_packages(installed: Installed) -> Non
         "uPlot-1.6.32.iife.min.js",
         "uPlot-1.6.32.min.css",
         "uPlot-LICENSE.txt",
+        "swagger-ui-5.35.0-bundle.js",
+        "swagger-ui-LICENSE.txt",
     ):
         assert f"app/web/static/vendor/{vendored}" in names, vendored
     assert "app/web/templates/base.html" in names

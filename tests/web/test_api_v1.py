@@ -174,7 +174,12 @@ def test_the_openapi_document_describes_the_api(site: Site) -> None:
     assert limit["schema"]["maximum"] == 500
     # Only the API: no page, no first-API route in the document.
     assert all(path.startswith("/api/v1/") for path in paths)
-    assert site.client().get("/api/v1/docs").status_code == 200
+    # The interactive docs, from the vendored Swagger UI: nothing from a CDN.
+    docs = site.client().get("/api/v1/docs")
+    assert docs.status_code == 200 and "/static/vendor/swagger-ui-5.35.0-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower() and "https://" not in docs.text
+    assert site.client().get("/static/vendor/swagger-ui-5.35.0-bundle.js").status_code == 200
+    assert site.client().get("/static/vendor/swagger-ui-5.35.0.css").status_code == 200
 
 
 @pytest.mark.processes
