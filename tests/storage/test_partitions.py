@@ -274,3 +274,24 @@ def test_rollup_pages_keep_room_for_updates(postgres_url: str) -> None:
         "check_rollups_hourly": ["fillfactor=50"],
         "check_rollups_daily": ["fillfactor=50"],
     }
+
+
+def test_a_rollback_brings_every_partition_back_into_check_runs(postgres_url: str) -> None:
+    legacy, _ = layout(postgres_url)
+    assert legacy.upper is not None
+    maintain_partitions(sessions(postgres_url), legacy.upper)
+    spread = [
+        run_result(check_id="legacy"),
+        run_result(check_id="daily", scheduled_at=legacy.upper + DAY),
+        run_result(check_id="default", scheduled_at=legacy.upper + 30 * DAY),
+    ]
+    store_like_this_release(postgres_url, spread)
+    assert sorted(where_stored(postgres_url).values()) == sorted(
+        ["check_runs", f"runs_p{legacy.upper + DAY:%Y%m%d}", "runs_default"]
+    )
+    downgrade(postgres_url, "0006")
+    with engine_for(postgres_url).connect() as connection:
+        run_ids = set(connection.execute(select(RELEASE_BEFORE.c.run_id)).scalars())
+    assert run_ids == {r.run_id for r in spread}
+    migrate(postgres_url)  # and forward again, the rows going back into the legacy range
+    assert stored_runs(postgres_url) == {r.run_id: 1 for r in spread}

@@ -64,6 +64,7 @@ LEGACY = "check_runs"
 PARENT = "runs"
 DEFAULT = "runs_default"
 LEGACY_DAYS = 7
+LEGACY_DAYS_AT_MOST = 60
 LEGACY_KEY = "uq_check_runs_run_id_scheduled_at"
 LEGACY_RANGE = "ck_check_runs_legacy_range"
 # The indexes of runs, as the legacy table already has them (0001, 0004): ATTACH adopts
@@ -108,14 +109,20 @@ def upgrade() -> None:
         op.execute(f"ALTER TABLE {name} SET (fillfactor = {ROLLUP_FILLFACTOR})")
     if _scalar("SELECT to_regclass(:name)", name=PARENT) is not None:
         return  # an earlier run of this migration attached already
-    bound = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    bound += timedelta(days=LEGACY_DAYS)
-    beyond = _scalar(f"SELECT count(*) FROM {LEGACY} WHERE scheduled_at >= :b", b=bound)  # noqa: S608
-    if beyond:
-        raise RuntimeError(
-            f"{beyond} row(s) of {LEGACY} are scheduled after {bound.isoformat()}, beyond "
-            "the legacy partition's range: remove or correct them, then migrate again"
-        )
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    bound = today + timedelta(days=LEGACY_DAYS)
+    # Rows scheduled later already (this release ran before, and was rolled back) move
+    # the bound past them, by the index on scheduled_at (0004); rows absurdly far ahead
+    # (a worker's clock) are refused rather than made the legacy partition's range.
+    newest = _scalar(f"SELECT max(scheduled_at) FROM {LEGACY}")  # noqa: S608
+    if isinstance(newest, datetime) and newest >= bound:
+        if newest > today + timedelta(days=LEGACY_DAYS_AT_MOST):
+            raise RuntimeError(
+                f"{LEGACY} holds a run scheduled at {newest.isoformat()}, more than "
+                f"{LEGACY_DAYS_AT_MOST} days ahead: remove or correct it, then migrate again"
+            )
+        newest = newest.astimezone(UTC)
+        bound = newest.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     with op.get_context().autocommit_block():
         invalid = _scalar(
             "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
