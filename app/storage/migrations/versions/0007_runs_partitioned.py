@@ -6,7 +6,8 @@ table cannot have that unique key (every unique key must hold the partition key)
 
 - ``runs`` is a new partitioned table, and the old ``check_runs`` becomes its first
   partition (the *legacy* partition), covering every ``scheduled_at`` before a bound a
-  week after the migration (``LEGACY_DAYS``). Its rows are not moved: they are read
+  week after the migration (``LEGACY_DAYS``; later if runs are scheduled later already,
+  as after a rollback of this migration). Its rows are not moved: they are read
   through ``runs`` from the moment of the attach.
 - The release before keeps inserting into ``check_runs`` by name, with its own unique
   index on ``run_id`` as the arbiter of its ``ON CONFLICT``; this release inserts into
