@@ -13,7 +13,7 @@ from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import BaseServer, TCPServer
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import trustme
 
@@ -111,6 +111,12 @@ class TargetHandler(BaseHTTPRequestHandler):
                 "body": body.decode(errors="replace"),
             }
             self._send(200, json.dumps(document).encode(), "application/json")
+        elif path == "/refuse":
+            # A 400 that echoes the request's Authorization header, as given and URL-encoded,
+            # after ``pad`` characters: where an error message would cut it.
+            said = self.headers.get("Authorization", "")
+            pad = "x" * int(query.get("pad", "0"))
+            self._send(400, f"{pad}{said} {quote(said, safe='')}".encode())
         elif path == "/hang":
             time.sleep(float(query.get("delay", "30")))
             self._send(200, b"too late")

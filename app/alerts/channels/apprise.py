@@ -117,4 +117,5 @@ class Apprise(Notifier[AppriseMessage]):
             raise NotifierError(self.scrub(f"apprise: {'; '.join(answer['refused'])}"))
         if not answer.get("sent"):
             said = "; ".join(str(line) for line in answer.get("log") or []) or "not sent"
-            raise NotifierUnavailable(self.scrub(f"apprise: {bounded(said, 400)}"))
+            # Scrubbed before it is cut: a cut secret would no longer match.
+            raise NotifierUnavailable(bounded(self.scrub(f"apprise: {said}"), 400))

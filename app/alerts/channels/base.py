@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
+from urllib.parse import quote, quote_plus
 
 from app.definitions.placeholders import Placeholders, UndefinedVariable
 from config.errors import RetryableError, SynmonError
@@ -51,9 +52,15 @@ class Notifier(ABC, Generic[Message]):
 
     def scrub(self, text: str) -> str:
         """``text`` without any secret value this notifier filled in (for errors)."""
-        for secret in sorted(self.placeholders.used, key=len, reverse=True):
-            if secret:
-                text = text.replace(secret, "[secret]")
+        # Also as a URL or a form encodes it: an answer may echo the request it got.
+        forms = {
+            form
+            for secret in self.placeholders.used
+            if secret
+            for form in (secret, quote(secret, safe=""), quote_plus(secret))
+        }
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "[secret]")
         return text
 
     @abstractmethod

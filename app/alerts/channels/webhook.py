@@ -71,7 +71,9 @@ def post(notifier: Notifier[Any], message: HttpPost) -> Answer:
             stream=True,  # only the start of an answer is read: it may be any size
         )
         start = response.raw.read(MAX_ANSWER_CHARS * 4, decode_content=True) or b""
-        text = start.decode("utf-8", "replace")[:MAX_ANSWER_CHARS]
+        # Scrubbed before it is cut: a secret the answer echoes across the cut would no
+        # longer match afterwards.
+        text = notifier.scrub(start.decode("utf-8", "replace"))[:MAX_ANSWER_CHARS]
         if probe.expired:  # cut by the watchdog mid-answer: not known to be taken
             raise requests.ConnectionError("cut at the deadline")
     except ForbiddenTarget as exc:
@@ -91,7 +93,7 @@ def post(notifier: Notifier[Any], message: HttpPost) -> Answer:
     if status >= 500 or status == 429:
         raise NotifierUnavailable(f"{host} answered {status}")
     if status >= 400:
-        said = f": {notifier.scrub(' '.join(text.split()))}" if text.strip() else ""
+        said = f": {' '.join(text.split())}" if text.strip() else ""
         raise NotifierError(f"{host} refused the notification ({status}){said}")
     if status >= 300:
         # Not followed (the guard would have to vet another host, and a POST turned into a
