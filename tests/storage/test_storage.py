@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from app.storage.db import (
+    alembic_config,
     current_revision,
     downgrade,
     engine_for,
@@ -28,6 +30,12 @@ def test_migrations_produce_exactly_the_models(database_url: str) -> None:
         opts = {"compare_type": True, "include_name": include_name(connection)}
         context = MigrationContext.configure(connection, opts=opts)
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_the_migrations_have_one_head() -> None:
+    # Two heads (two migrations naming the same parent) make `synmon migrate` fail.
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    assert len(heads) == 1, heads
 
 
 def test_migrate_is_idempotent_and_reversible(database_url: str) -> None:
