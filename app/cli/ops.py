@@ -65,7 +65,13 @@ def _health_lines(result: dict[str, Any]) -> Iterator[str]:
 @click.option(
     "--set", "assignments", multiple=True, help="KEY=VALUE for the new release's environment."
 )
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1, max=512),
+    default=None,
+    help="Checks in flight per new worker; by default the new release's own setting.",
+)
 @pass_settings
 def rollout(
     settings: Settings,
@@ -74,7 +80,7 @@ def rollout(
     count: int,
     old_pids: tuple[int, ...],
     assignments: tuple[str, ...],
-    concurrency: int,
+    concurrency: int | None,
 ) -> None:
     """Roll workers to a new release: start COUNT new ones, wait until `synmon health`
     says they are ready, then stop the old ones (--replace) one by one, draining each."""
