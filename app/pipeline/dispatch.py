@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, select, text, update
+from sqlalchemy import Text, cast, exists, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.execution.outcome import invalid_definition_result
@@ -55,6 +55,7 @@ from app.pipeline.sqs import (
     celery_task_body,
 )
 from app.pipeline.wire import result_body, run_request_json
+from app.storage.accounts import CheckPauseRow
 from app.storage.bulk import is_postgres
 from app.storage.models import CheckRow
 from config.celery import RUN_TASKS
@@ -72,9 +73,11 @@ class DispatchReport:
     checks: int = 0
     runs: list[DispatchedRun] = field(default_factory=list)
     refused: list[RefusedRun] = field(default_factory=list)
+    paused: int = 0  # due checks skipped because they are paused
 
     def add(self, other: DispatchReport) -> None:
         self.checks += other.checks
+        self.paused += other.paused
         self.runs.extend(other.runs)
         self.refused.extend(other.refused)
 
@@ -349,8 +352,11 @@ def dispatch_round(
 ) -> DispatchReport:
     """One transaction: lock up to ``limit`` due checks, send their runs, advance them."""
     report = DispatchReport()
+    # A paused check (web or API) keeps its slots moving without runs, so that resuming it
+    # starts at its next slot instead of a burst of the ones it missed.
+    paused = exists().where(CheckPauseRow.check_id == CheckRow.id).label("paused")
     query = (
-        select(*DUE_COLUMNS)
+        select(*DUE_COLUMNS, paused)
         .where(CheckRow.enabled.is_(True), CheckRow.next_run_at <= now)
         .order_by(CheckRow.next_run_at)
         .limit(limit)
@@ -364,12 +370,16 @@ def dispatch_round(
     planned: list[tuple[Any, datetime, list[str]]] = []
     parsed: dict[str, list[str]] = {}
     for row in rows:
-        check_id, _, _, frequency, locations, run_mode, cursor, next_run_at = row
+        check_id, _, _, frequency, locations, run_mode, cursor, next_run_at, is_paused = row
         if (names := parsed.get(locations)) is None:
             names = parsed[locations] = location_list(locations)
         slot, following = advance(next_run_at, frequency, now)
         targets, next_cursor = locations_for(names, run_mode, cursor)
-        planned.append((row, slot, targets))
+        if is_paused:
+            report.paused += 1
+            next_cursor = cursor
+        else:
+            planned.append((row, slot, targets))
         advanced.append({"id": check_id, "next_run_at": following, "rr_cursor": next_cursor})
     # Refused checks advance too: the same definition would be refused on every tick.
     finish_advance = start_advance(session, advanced)
