@@ -130,7 +130,7 @@ def test_rolling_update_from_v1_to_v2(pool: str, tmp_path: Path) -> None:
                         # (a loaded machine) would otherwise leave slots to nobody.
                         wait_until(
                             lambda: dispatched_runs(synmon.log("beat-v2")) > 0,
-                            60,
+                            120,
                             0.2,
                             "the v2 beat dispatching",
                         )
@@ -142,7 +142,7 @@ def test_rolling_update_from_v1_to_v2(pool: str, tmp_path: Path) -> None:
             follower.start()
             try:
                 assert roll.wait(timeout=300) == 0, "\n".join(lines)
-                follower.join(timeout=60)
+                follower.join(timeout=150)  # the v2 beat may be slow to start
                 check_the_roll(pipeline, old, lines, switched)
             finally:
                 # The rollout hands its new workers over: they outlive it, on purpose.
