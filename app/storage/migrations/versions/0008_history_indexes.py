@@ -8,15 +8,16 @@ question (measured by bench/history.py: a 30-day report went from 12 s to under 
 Expand only: two indexes. On Postgres they are built CONCURRENTLY, so ingest keeps
 adding to the rollups while they are built, however large the tables; the release
 before neither needs nor minds them. A concurrent build that fails leaves an invalid
-index behind: the upgrade drops one of that name before building it again.
+index behind, so the upgrade drops an index of that name (valid or not) and builds it
+again: running it a second time costs one more build, nothing else.
 
-Revision ID: 0010
+Revision ID: 0008
 Revises: 0007
 """
 
 from alembic import op
 
-revision = "0010"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
