@@ -49,6 +49,15 @@ def apply_incident_changes(session: Session, changes: Iterable[IncidentChange]) 
     table = table_of(IncidentRow)
     for change in changes:
         if change.opens:
+            # An incident still open here was left behind: its check was removed by a sync
+            # (and its state with it) and added again, or the release before recovered it
+            # without knowing incidents. It ends where the new one starts; inserting beside
+            # it would break the one-open-incident index and fail the whole batch.
+            session.execute(
+                update(table)
+                .where(table.c.check_id == change.check_id, table.c.closed_at.is_(None))
+                .values(closed_at=change.at)
+            )
             session.execute(
                 insert(table).values(
                     check_id=change.check_id,

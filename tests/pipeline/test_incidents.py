@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import delete
+
 from app.storage.incidents import IncidentRow
-from app.storage.models import NotificationRow
-from tests.pipeline.test_ingest import NOW, definitions, prepare, result, rows, store
+from app.storage.models import CheckLocationStateRow, CheckStateRow, NotificationRow
+from tests.pipeline.test_ingest import MINUTE, NOW, definitions, prepare, result, rows, store
 
 EU, US = "eu-west-1", "us-east-1"
 
@@ -69,3 +71,20 @@ def test_both_locations_down_is_one_incident(database_url: str) -> None:
     (incident,) = incidents(Session)
     # The locations failing when it opened: us-east-1 had failed once by then.
     assert incident.locations == [EU, US] and incident.closed_at is None
+
+
+def test_an_incident_left_open_ends_where_the_next_one_opens(database_url: str) -> None:
+    # Left open by the release before (it recovered the check without knowing incidents),
+    # or by a check removed by a sync and added again: the next alert must still store
+    # its batch (a second open incident would break the unique index and fail it).
+    settings, Session = prepare(database_url, definitions())
+    store(Session, settings, [result("failed", NOW), result("failed", NOW + MINUTE)])
+    with Session.begin() as session:
+        session.execute(delete(CheckStateRow))
+        session.execute(delete(CheckLocationStateRow))
+    later = [result("failed", NOW + timedelta(minutes=10 + i)) for i in range(2)]
+    report = store(Session, settings, later)
+    assert report.inserted == 2
+    stale, fresh = incidents(Session)
+    assert stale.closed_at == later[1].started_at and stale.closed_by_run is None
+    assert fresh.opened_by_run == later[1].run_id and fresh.closed_at is None
