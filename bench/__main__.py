@@ -24,6 +24,7 @@ BENCHMARKS = [
     "end_to_end",
     "capacity",
     "ingest",
+    "history",
     "browser",
     "memory",
 ]

@@ -43,6 +43,7 @@ def test_every_benchmark_runs_and_checks_its_results(tmp_path: Path) -> None:
         "end-to-end",
         "capacity",
         "ingest",
+        "history",
         "browser",
         "memory",
     }
