@@ -291,7 +291,8 @@ def _user_password(raw: str) -> str:
     return raw
 
 
-_RETENTION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w|y)?\s*$")
+_RETENTION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|d|w|y)?\s*$")
+_SPAN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _RETENTION_UNITS = {
     "s": timedelta(seconds=1),
     "m": timedelta(minutes=1),
@@ -304,16 +305,27 @@ _RETENTION_UNITS["y"] = timedelta(days=365)
 
 
 def _retention(raw: str) -> timedelta:
-    """A length of time: ``15m``, ``12h``, ``30d``, ``8w``, ``2y``, or days as a number."""
+    """How long something is kept: ``12h``, ``30d``, ``8w``, ``2y``, or days as a number.
+
+    No minutes: ``6m`` would read as six months to many, and keep six minutes."""
     match = _RETENTION_RE.match(raw)
     if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"expected a duration such as 15m, 12h, 30d, 8w or 2y, not {raw!r}")
+        raise ValueError(f"expected a duration such as 12h, 30d, 8w or 2y, not {raw!r}")
     return float(match.group(1)) * _RETENTION_UNITS[match.group(2) or "d"]
 
 
+def _span(raw: str) -> timedelta:
+    """A short length of time, its unit required: ``90s``, ``15m``, ``12h``, ``7d``."""
+    match = _SPAN_RE.match(raw)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"expected a duration such as 90s, 15m, 12h or 7d, not {raw!r}")
+    return float(match.group(1)) * _RETENTION_UNITS[match.group(2)]
+
+
 _RETENTION = Rule(
-    "a duration: `15m`, `12h`, `30d`, `8w`, `2y` (365 days), or a number of days", _retention
+    "a duration: `12h`, `30d`, `8w`, `2y` (365 days), or a number of days", _retention
 )
+_SPAN = Rule("a duration with its unit: `90s`, `15m`, `12h`, `7d`", _span)
 
 
 def _package_version() -> str:
@@ -593,6 +605,9 @@ class Settings:
         "start",
         low=1,
         high=512,
+        # A process per slot with prefork: a hundred copies of the worker is not a default.
+        derive=lambda values: 100 if values["http_pool"] == "threads" else 4,
+        shown="`100` with `threads`, `4` with `prefork`",
     )
     browser_concurrency: int = setting(
         "SYNMON_BROWSER_CONCURRENCY",
@@ -706,7 +721,7 @@ class Settings:
         "SYNMON_WEB_SESSION_LIFETIME",
         timedelta(hours=12),
         "how long a sign-in lasts",
-        parse=_RETENTION,
+        parse=_SPAN,
         shown="`12h`",
     )
     web_login_attempts: int = setting(
@@ -720,7 +735,7 @@ class Settings:
         "SYNMON_WEB_LOCKOUT",
         timedelta(minutes=15),
         "how long a user stays locked out after too many failed sign-ins",
-        parse=_RETENTION,
+        parse=_SPAN,
         shown="`15m`",
     )
     metrics_token: str | None = setting(
