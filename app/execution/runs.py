@@ -2,7 +2,7 @@
 
 ``RunResult``'s fields are written here once. What else needs them derives from them: the
 wire versions (app/pipeline/wire/), the row of ``check_runs`` (app/pipeline/ingest.py), the
-runs the web shows (app/web/wsgi.py), and a result from an observation (outcome.py). A
+runs the web shows (app/web/documents.py), and a result from an observation (outcome.py). A
 field's metadata says what it is for beyond being carried and stored:
 
 * ``view``: ``"summary"`` if every listing of runs shows it, ``"detail"`` if only the full

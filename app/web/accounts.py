@@ -146,6 +146,10 @@ class SignIn:
     refused: str = ""
 
 
+# One answer for every refused sign-in, locked or not (see authenticate).
+REFUSED = "wrong name or password, or too many failed sign-ins in a row: try again later"
+
+
 def authenticate(
     session: Session, name: str, password: str, attempts: int, lockout: timedelta
 ) -> SignIn:
@@ -163,15 +167,18 @@ def authenticate(
     )
     if user is None or len(password) > MAX_PASSWORD:
         _verify(_DUMMY_HASH, password[:MAX_PASSWORD])
-        return SignIn(None, "wrong name or password")
+        return SignIn(None, REFUSED)
     if user.locked_until is not None and user.locked_until > now:
-        return SignIn(None, "too many failed sign-ins: try again later")
+        # The same answer, in the same time, as a wrong password: a different one would
+        # tell a stranger which names exist.
+        _verify(_DUMMY_HASH, password)
+        return SignIn(None, REFUSED)
     if not _verify(user.password_hash, password):
         user.failed_logins += 1
         if user.failed_logins >= attempts:
             user.locked_until = now + lockout
             user.failed_logins = 0
-        return SignIn(None, "wrong name or password")
+        return SignIn(None, REFUSED)
     user.failed_logins = 0
     user.locked_until = None
     if _HASHER.check_needs_rehash(user.password_hash):

@@ -263,21 +263,28 @@ def create_app(
     app = FastAPI(
         title="synmon",
         version="1",
-        openapi_url="/api/v1/openapi.json",
-        # The interactive docs are served below from the vendored Swagger UI: FastAPI's
-        # own page would load it from a CDN.
+        # The document and the interactive docs are served below, behind a sign-in like
+        # the API they describe (FastAPI's would be open), the docs from the vendored
+        # Swagger UI (FastAPI's page would load it from a CDN).
+        openapi_url=None,
         docs_url=None,
         redoc_url=None,
     )
 
+    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    def openapi_document(principal: Principal = VIEWER) -> Response:
+        return JSONResponse(app.openapi())
+
     @app.get("/api/v1/docs", include_in_schema=False)
-    def docs() -> Response:
+    def docs(principal: Principal = PAGE_VIEWER) -> Response:
         page = get_swagger_ui_html(
             openapi_url="/api/v1/openapi.json",
             title="synmon API v1",
             swagger_js_url=asset_url(f"vendor/swagger-ui-{SWAGGER_UI}-bundle.js"),
             swagger_css_url=asset_url(f"vendor/swagger-ui-{SWAGGER_UI}.css"),
             swagger_favicon_url=asset_url("favicon.svg"),
+            # No validator badge: it would send the document to validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None},
         )
         # Its page starts Swagger UI with an inline script: allowed here, and only here.
         page.headers["Content-Security-Policy"] = (

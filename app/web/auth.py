@@ -48,7 +48,9 @@ def bearer(request: Request) -> str | None:
     if header is None:
         return None
     scheme, _, value = header.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" else ""
+    # Another scheme (a proxy's Basic login in front of synmon) is not an offer of a
+    # token: the request is judged by its cookie, as if the header were not there.
+    return value.strip() if scheme.lower() == "bearer" else None
 
 
 def principal_of(request: Request) -> Principal | None:

@@ -17,7 +17,7 @@ from app.pipeline.ingest import CLIPPED, run_row
 from app.pipeline.wire.base import Layout, Wire
 from app.pipeline.wire.v2 import ResultV2
 from app.storage.models import CheckRunRow
-from app.web.wsgi import DETAIL_FIELDS, RUN_FIELDS, run_document
+from app.web.documents import DETAIL_FIELDS, RUN_FIELDS, run_document
 from config.errors import SynmonError
 from tests.support.results import run_result, stored_run
 

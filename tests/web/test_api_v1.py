@@ -159,7 +159,11 @@ def test_pause_and_resume_are_flags_that_sync_leaves_alone(site: Site) -> None:
 
 
 def test_the_openapi_document_describes_the_api(site: Site) -> None:
-    document = site.client().get("/api/v1/openapi.json").json()
+    # Behind a sign-in, like the API it describes.
+    assert site.client().get("/api/v1/openapi.json").status_code == 401
+    assert site.client().get("/api/v1/docs", follow_redirects=False).status_code == 303
+    client = site.as_role("viewer")
+    document = client.get("/api/v1/openapi.json").json()
     paths = document["paths"]
     for path in (
         "/api/v1/checks",
@@ -175,7 +179,7 @@ def test_the_openapi_document_describes_the_api(site: Site) -> None:
     # Only the API: no page, no first-API route in the document.
     assert all(path.startswith("/api/v1/") for path in paths)
     # The interactive docs, from the vendored Swagger UI: nothing from a CDN.
-    docs = site.client().get("/api/v1/docs")
+    docs = client.get("/api/v1/docs")
     assert docs.status_code == 200 and "/static/vendor/swagger-ui-5.35.0-bundle.js" in docs.text
     assert "cdn" not in docs.text.lower() and "https://" not in docs.text
     assert site.client().get("/static/vendor/swagger-ui-5.35.0-bundle.js").status_code == 200
