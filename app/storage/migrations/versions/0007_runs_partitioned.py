@@ -147,15 +147,24 @@ def upgrade() -> None:
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {LEGACY_WITH_ARTIFACTS} "
             f"ON {LEGACY} (scheduled_at) WHERE {ARTIFACTS_PREDICATE}"
         )
+        # Both take ACCESS EXCLUSIVE for an instant: behind a long reader (a report, a
+        # pg_dump) they would queue every insert behind them, so they give up after 5 s
+        # instead (the migration can run again).
+        op.execute("SET lock_timeout = '5s'")
         op.execute(f"ALTER TABLE {LEGACY} DROP CONSTRAINT IF EXISTS {LEGACY_RANGE}")
         op.execute(
             f"ALTER TABLE {LEGACY} ADD CONSTRAINT {LEGACY_RANGE} "
             f"CHECK (scheduled_at < '{bound.isoformat()}') NOT VALID"
         )
+        op.execute("RESET lock_timeout")
         op.execute(f"ALTER TABLE {LEGACY} VALIDATE CONSTRAINT {LEGACY_RANGE}")
     # One short transaction (alembic's) from here: the attach waits at most this long for
     # the transactions using check_runs, rather than queueing every insert behind it.
     op.execute("SET LOCAL lock_timeout = '5s'")
+    # The table's strongest lock first: taken later (after the sequence's, which inserts
+    # need for nextval), an insert holding the table and waiting on the sequence would
+    # deadlock with the attach. Held for the milliseconds the statements below take.
+    op.execute(f"LOCK TABLE {LEGACY} IN ACCESS EXCLUSIVE MODE")
     op.execute(
         f"CREATE TABLE {PARENT} (LIKE {LEGACY} INCLUDING DEFAULTS) "
         "PARTITION BY RANGE (scheduled_at)"
