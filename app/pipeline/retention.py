@@ -222,6 +222,11 @@ def _attach_day(session: Session, name: str, lower: datetime, upper: datetime) -
     session.execute(
         text(f"CREATE TABLE {name} (LIKE {RUNS_TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     )
+    # The default partition is locked before its rows for the day are moved: a result
+    # of that day committed into it between the move and the attach would fail the
+    # attach's check of it, and with it every day of this pass. Fleets write into their
+    # day's partition, so only stray results wait on this lock, for an instant.
+    session.execute(text(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE"))
     bounds = {"lower": lower, "upper": upper}
     session.execute(
         text(
