@@ -167,6 +167,8 @@ def test_the_child_refuses_processes_unix_sockets_and_unvetted_datagrams(
         attempt("udp", lambda: udp.sendto(b"x", ("127.0.0.1", 514)))
         attempt("other port", lambda: socket.create_connection(("127.0.0.1", 9), timeout=2))
         attempt("allowed", lambda: socket.create_connection(("127.0.0.1", {hooks.port}), timeout=2).close())
+        by_name = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        attempt("by name", lambda: by_name.connect(("localhost", {hooks.port})))
         attempt("library before loading", lambda: ctypes.CDLL("libc.so.6"))
         phase.loaded = True
         attempt("library", lambda: ctypes.CDLL("libm.so.6"))
@@ -182,6 +184,8 @@ def test_the_child_refuses_processes_unix_sockets_and_unvetted_datagrams(
     assert "loopback addresses are not allowed" in outcomes["udp"]
     assert "loopback addresses are not allowed" in outcomes["other port"]
     assert outcomes["allowed"] == "done"
+    # Even to an allowed port: a name is resolved again by the connect, so only addresses.
+    assert outcomes["by name"].startswith("refused: a connection to a name (localhost)")
     # Importing ctypes opens a library; once the plugin is loaded nothing may.
     assert outcomes["library before loading"] == "done"
     assert outcomes["library"].startswith("refused: ctypes.dlopen is not allowed")

@@ -14,6 +14,7 @@ Reads one JSON request on stdin, writes one JSON answer on stdout.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import socket
@@ -71,8 +72,13 @@ def install_guard(guard: TargetGuard) -> None:
             refuse(f"connections of family {family!r} cannot be vetted")
         host, port = str(address[0]), int(address[1])
         try:
-            # A name (not what urllib3 and smtplib pass, they connect to addresses) is
-            # resolved here and again by the connect itself: vetted, but not pinned.
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            # A name (urllib3 and smtplib connect to addresses) would be resolved here and
+            # again by the connect itself: a rebinding name could pass here and reach
+            # loopback there. Only addresses, which are what is vetted, are let through.
+            refuse(f"a connection to a name ({host}) cannot be vetted; only to addresses")
+        try:
             guard.resolve(host, port)
         except ForbiddenTarget as exc:
             refuse(str(exc))
