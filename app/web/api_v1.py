@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from app.storage.accounts import UserRow
 from app.storage.models import CheckRow, CheckRunRow
 from app.web import documents
 from app.web.accounts import (
@@ -333,7 +334,10 @@ def api_v1(web: Web) -> APIRouter:
     @router.delete("/users/{name}", status_code=204, responses=WITH_404, tags=["accounts"])
     def remove(name: str = Path(pattern=NAME), principal: Principal = admin) -> Response:
         with web.sessions.begin() as session:
-            admins = [u.name for u in list_users(session) if u.role == "admin"]
+            # The admins' rows locked: two admins removing each other at once would each
+            # see the other still there and leave none.
+            locked = select(UserRow.name).where(UserRow.role == "admin").with_for_update()
+            admins = list(session.scalars(locked))
             if admins == [name]:
                 # Over the API only: the CLI, run where the database is, can start again.
                 raise HTTPException(409, "the last admin stays: add another admin first")
