@@ -38,7 +38,7 @@ from app.pipeline.check_cache import CheckCache
 from app.pipeline.ingest import store_results
 from app.pipeline.rollups import DAY, HOUR, VALUES, Totals, day_start, hour_start
 from app.storage.db import engine_for, sessions
-from app.storage.models import DAILY_ROLLUPS, HOURLY_ROLLUPS, ROLLUP_KEY
+from app.storage.models import DAILY_ROLLUPS, HOURLY_ROLLUPS, ROLLUP_KEY, RUNS_TABLE
 from bench.common import Figure, Size, WrongResult
 from config.settings import load_settings
 from tests.support.databases import postgres_database
@@ -192,7 +192,7 @@ def _daily_lines(history: History) -> Iterator[str]:
 
 
 def _raw_lines(history: History) -> Iterator[str]:
-    """The current hour's runs of every check, as check_runs' columns (``RAW_COLUMNS``)."""
+    """The current hour's runs of every check, as the runs table's columns (``RAW_COLUMNS``)."""
     current = hour_start(history.now)
     for minute, (status, duration) in enumerate(CURRENT_RUNS):
         at = (current + timedelta(minutes=minute)).isoformat()
@@ -227,7 +227,7 @@ def load(database_url: str, history: History) -> float:
                 f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", _Lines(lines), 1 << 20
             )
         cursor.copy_expert(
-            f"COPY check_runs ({RAW_COLUMNS}) FROM STDIN WITH (FORMAT csv)",
+            f"COPY {RUNS_TABLE} ({RAW_COLUMNS}) FROM STDIN WITH (FORMAT csv)",
             _Lines(_raw_lines(history)),
             1 << 20,
         )
@@ -235,7 +235,7 @@ def load(database_url: str, history: History) -> float:
         raw.set_isolation_level(0)  # VACUUM runs outside a transaction
         # What autovacuum does to a table this size soon after: statistics for the
         # planner, and the visibility map that lets index scans skip the heap.
-        cursor.execute(f"VACUUM ANALYZE {HOURLY_ROLLUPS.name}, {DAILY_ROLLUPS.name}, check_runs")
+        cursor.execute(f"VACUUM ANALYZE {HOURLY_ROLLUPS.name}, {DAILY_ROLLUPS.name}, {RUNS_TABLE}")
     finally:
         raw.close()
     return time.perf_counter() - started
@@ -461,8 +461,8 @@ def _results(count: int, checks: int, since: datetime) -> list[RunResult]:
     ]
 
 
-# A table's size with its indexes and TOAST, and its partitions' (check_runs is
-# partitioned on Postgres: the parent itself stores nothing).
+# A table's size with its indexes and TOAST, and its partitions' (runs is partitioned on
+# Postgres: the parent itself stores nothing).
 SIZE_OF = (
     "SELECT pg_total_relation_size(CAST(:name AS regclass)) + coalesce(("
     "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(CAST(:name AS regclass)) "
@@ -471,7 +471,7 @@ SIZE_OF = (
 
 
 def storage(database_url: str, count: int) -> list[Figure]:
-    """Bytes per million results in check_runs and in each rollup, after storing
+    """Bytes per million results in the runs and in each rollup, after storing
     ``count`` results through the store path, ten checks at one run a minute each."""
     settings = load_settings(
         {"SYNMON_ENV": "test", "SYNMON_DATABASE_URL": database_url, "SYNMON_LOCATIONS": LOCATION}
@@ -486,7 +486,7 @@ def storage(database_url: str, count: int) -> list[Figure]:
             store_results(session, batch[first : first + size], settings, cache)
     sizes = {}
     with Session() as session:
-        stored = session.execute(text("SELECT count(*) FROM check_runs")).scalar_one()
+        stored = session.execute(text(f"SELECT count(*) FROM {RUNS_TABLE}")).scalar_one()
         rolled = session.execute(
             text("SELECT sum(passed + degraded + failed) FROM check_rollups_daily")
         ).scalar_one()
@@ -495,23 +495,26 @@ def storage(database_url: str, count: int) -> list[Figure]:
         raw.set_isolation_level(0)  # VACUUM runs outside a transaction
         # Compacted: each batch's upsert leaves the row versions it replaced, which
         # (auto)vacuum makes room of for the next; what the data needs is measured.
-        raw.cursor().execute(f"VACUUM FULL check_runs, {HOURLY_ROLLUPS.name}, {DAILY_ROLLUPS.name}")
+        raw.cursor().execute(
+            f"VACUUM FULL {RUNS_TABLE}, {HOURLY_ROLLUPS.name}, {DAILY_ROLLUPS.name}"
+        )
     finally:
         raw.close()
     with Session() as session:
-        for name in ("check_runs", HOURLY_ROLLUPS.name, DAILY_ROLLUPS.name):
-            sizes[name] = session.execute(text(SIZE_OF), {"name": name}).scalar_one()
+        for name in (RUNS_TABLE, HOURLY_ROLLUPS.name, DAILY_ROLLUPS.name):
+            # float: a sum of bigints comes back as a Decimal, which JSON cannot write.
+            sizes[name] = float(session.execute(text(SIZE_OF), {"name": name}).scalar_one())
     if stored != count or rolled != count:
         raise WrongResult(f"stored {stored} and rolled up {rolled} of {count} results")
     per_million = {name: bytes_ * 1_000_000 / count / 2**20 for name, bytes_ in sizes.items()}
-    raw = per_million["check_runs"]
+    raw_mib = per_million[RUNS_TABLE]
     note = f"{count:,} results stored by store_results, {checks} checks at one run a minute"
     return [
         Figure(
             "history",
             "storage per 1 M results: raw runs",
             "MiB",
-            raw,
+            raw_mib,
             better="lower",
             notes=[note, "its partitions, indexes and TOAST (pg_total_relation_size)"],
         ),
@@ -520,7 +523,7 @@ def storage(database_url: str, count: int) -> list[Figure]:
             "storage per 1 M results: hourly rollup",
             "MiB",
             per_million[HOURLY_ROLLUPS.name],
-            raw,
+            raw_mib,
             "raw runs (above)",
             better="lower",
             notes=["a row per check x location x hour: 60 runs a row at one a minute"],
@@ -530,7 +533,7 @@ def storage(database_url: str, count: int) -> list[Figure]:
             "storage per 1 M results: daily rollup",
             "MiB",
             per_million[DAILY_ROLLUPS.name],
-            raw,
+            raw_mib,
             "raw runs (above)",
             better="lower",
             notes=["a row per check x location x day: 1,440 runs a row at one a minute"],
