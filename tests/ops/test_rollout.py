@@ -193,7 +193,11 @@ def check_the_roll(
     # A run handed back late (left to its visibility timeout by a stopping worker) still
     # gets its one result, and the sorted start times of the others hide it: the wait
     # from its slot to its start does not.
-    waits = sorted(((r.started_at - r.scheduled_at).total_seconds(), r) for r in rows)
+    # By the wait alone: two runs that waited as long must not be compared themselves.
+    waits = sorted(
+        (((r.started_at - r.scheduled_at).total_seconds(), r) for r in rows),
+        key=lambda pair: pair[0],
+    )
     max_wait, slowest = waits[-1]
     redelivered = sum(1 for r in rows if r.deliveries > 1)
     dead = {s.name: s.visible + s.in_flight for s in all_stats(pipeline.settings) if s.dead_letter}
