@@ -106,6 +106,11 @@ def test_rolling_update_from_v1_to_v2(pool: str, tmp_path: Path) -> None:
                     "http",
                     "--count",
                     "4",
+                    # One slot each, as the old workers: four prefork workers of the
+                    # default four processes are more than this machine's two cores start
+                    # in time.
+                    "--concurrency",
+                    "1",
                     *itertools.chain.from_iterable(("--replace", str(p.pid)) for p in old),
                     *itertools.chain.from_iterable(("--set", f"{k}={v}") for k, v in V2.items()),
                 ],
